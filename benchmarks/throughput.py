@@ -1,0 +1,212 @@
+"""Training throughput: ganforge (Lightning GANModule) vs a plain PyTorch loop doing the same updates.
+
+Both run the same models (same initial weights), optimizers, batch size and in-memory data, in one
+process, in alternating rounds (warm-up iterations excluded from timing); the median of the rounds
+is reported, with the ratio ganforge / plain. Peak memory is measured per method in a fresh child
+process (RSS on CPU, ``torch.cuda.max_memory_allocated`` on CUDA).
+
+The plain loop is the shape of pytorch/examples' dcgan/main.py: per iteration one D update on m real
+and m generated samples (G under no_grad), then one G update through a frozen D, with fresh noise;
+no logging at all. ganforge runs as users run it: CSV logger every 50 iterations, progress bar on.
+
+    python benchmarks/throughput.py                 # both workloads
+    python benchmarks/throughput.py --workload ring8 --iters 2000 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+import lightning as L
+import torch
+
+from ganforge.data import DigitsDataModule, Ring8DataModule
+from ganforge.losses import make_loss
+from ganforge.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from ganforge.module import GANModule
+
+WORKLOADS = {
+    # name: (datamodule factory, G factory, D factory, batch, default iters)
+    "dcgan32": (
+        lambda b: DigitsDataModule(resolution=32, batch_size=b),
+        lambda: DCGANGenerator(100, [1, 32, 32], base_width=64),
+        lambda: DCGANDiscriminator([1, 32, 32], base_width=64),
+        64,
+        30,
+    ),
+    "ring8": (
+        lambda b: Ring8DataModule(batch_size=b),
+        lambda: MLPGenerator(8, [2], hidden=128, layers=3),
+        lambda: MLPDiscriminator([2], hidden=128, layers=3),
+        256,
+        1500,
+    ),
+}
+
+
+def adam(params):
+    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+
+
+class _Timer(L.Callback):
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.t0, self.t1 = warmup, None, None
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.warmup:
+            self._sync(trainer)
+            self.t0 = time.perf_counter()
+        self._sync(trainer)
+        self.t1 = time.perf_counter()
+
+    @staticmethod
+    def _sync(trainer) -> None:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def run_ganforge(g, d, dm, iters: int, warmup: int, device: str) -> float:
+    from lightning.pytorch.callbacks import RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = GANModule(copy.deepcopy(g), copy.deepcopy(d), make_loss("nonsaturating"), adam, adam, log_every=50)
+    timer = _Timer(warmup)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(
+            accelerator=device, devices=1, max_steps=warmup + iters, max_epochs=-1, logger=CSVLogger(tmp, name="b"),
+            log_every_n_steps=50, callbacks=[timer, RichProgressBar(refresh_rate=5)], enable_checkpointing=False,
+            enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp,
+        )
+        trainer.fit(module, datamodule=dm)
+    return iters / (timer.t1 - timer.t0)
+
+
+def run_plain(g, d, dm, iters: int, warmup: int, device: str) -> float:
+    g, d = copy.deepcopy(g).to(device), copy.deepcopy(d).to(device)
+    opt_g, opt_d = adam(g.parameters()), adam(d.parameters())
+    loss = make_loss("nonsaturating")
+    dm.setup()
+    x_all = dm.to_model_space(dm.train_data[0].to(device))
+    n, m = x_all.shape[0], dm.batch_size
+    gen = torch.Generator(device=device).manual_seed(0)
+    perm, pos = torch.randperm(n, device=device, generator=gen), 0
+    t0 = None
+    for it in range(warmup + iters):
+        if it == warmup:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        if pos + m > n:
+            perm, pos = torch.randperm(n, device=device, generator=gen), 0
+        real = x_all[perm[pos : pos + m]]
+        pos += m
+        # D step
+        with torch.no_grad():
+            fake = g(torch.randn(m, g.latent_dim, device=device, generator=gen))
+        d_loss = loss.d_loss(d(real), d(fake))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        # G step
+        fake = g(torch.randn(m, g.latent_dim, device=device, generator=gen))
+        d.requires_grad_(False)
+        g_loss = loss.g_loss(d(fake))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        d.requires_grad_(True)
+        opt_g.step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return iters / (time.perf_counter() - t0)
+
+
+RUNNERS = {"ganforge": run_ganforge, "plain": run_plain}
+
+
+def _peak_memory_child(method: str, workload: str, device: str, q) -> None:
+    warnings.filterwarnings("ignore")
+    make_dm, make_g, make_d, batch, _ = WORKLOADS[workload]
+    torch.manual_seed(0)
+    g, d = make_g(), make_d()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    RUNNERS[method](g, d, make_dm(batch), 10, 2, device)
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    q.put(peak / 2**20)
+
+
+def peak_memory_mib(method: str, workload: str, device: str) -> float:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_peak_memory_child, args=(method, workload, device, q))
+    p.start()
+    value = q.get(timeout=600)
+    p.join()
+    return value
+
+
+def bench(workload: str, iters: int, rounds: int, warmup: int, device: str) -> dict:
+    make_dm, make_g, make_d, batch, _ = WORKLOADS[workload]
+    torch.manual_seed(0)
+    g, d = make_g(), make_d()
+    speeds: dict[str, list[float]] = {k: [] for k in RUNNERS}
+    for r in range(rounds):
+        order = list(RUNNERS) if r % 2 == 0 else list(RUNNERS)[::-1]  # alternate who goes first
+        for method in order:
+            speeds[method].append(RUNNERS[method](g, d, make_dm(batch), iters, warmup, device))
+    med = {k: statistics.median(v) for k, v in speeds.items()}
+    return {
+        "workload": workload,
+        "batch": batch,
+        "device": device,
+        "iters_per_round": iters,
+        "rounds": rounds,
+        "it_per_s": med,
+        "all_rounds": speeds,
+        "ratio_ganforge_over_plain": med["ganforge"] / med["plain"],
+        "peak_mem_mib": {k: peak_memory_mib(k, workload, device) for k in RUNNERS},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    p.add_argument("--iters", type=int, default=None, help="timed iterations per round (default per workload)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    import logging
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    results = []
+    for name in names:
+        iters = args.iters or WORKLOADS[name][4]
+        warmup = args.warmup if args.warmup is not None else max(5, iters // 10)
+        res = bench(name, iters, args.rounds, warmup, args.device)
+        results.append(res)
+        s = res["it_per_s"]
+        print(
+            f"{name:8s} batch {res['batch']:4d} on {args.device} ({torch.get_num_threads()} threads): "
+            f"ganforge {s['ganforge']:8.1f} it/s | plain {s['plain']:8.1f} it/s | ratio {res['ratio_ganforge_over_plain']:.3f} | "
+            f"peak mem ganforge {res['peak_mem_mib']['ganforge']:.0f} MiB, plain {res['peak_mem_mib']['plain']:.0f} MiB",
+            flush=True,
+        )
+    print(json.dumps(results, indent=1), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""Lightning callbacks: sample grids/plots, the run config in checkpoints, atomic checkpoint writes."""
+
+from ganforge.callbacks.checkpoint import AtomicCheckpointIO, RunConfigInCheckpoint
+from ganforge.callbacks.samples import SamplePlotter
+
+__all__ = ["AtomicCheckpointIO", "RunConfigInCheckpoint", "SamplePlotter"]

@@ -1,0 +1,1 @@
+"""Command-line entry points: ``train`` (Hydra app) and ``sample``."""

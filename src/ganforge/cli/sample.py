@@ -1,0 +1,83 @@
+"""``python -m ganforge.sample ckpt_path=PATH n=10000 out=samples.npz seed=0`` (also ``ganforge-sample``).
+
+A stable contract for outside evaluation: writes an ``.npz`` holding one float32 array ``x`` of shape
+[n, ...] in the dataset's data space (images NCHW in [-1, 1]; raw coordinates for 1D/2D toys).
+The EMA generator is used when the run kept one (``ema=false`` forces the raw generator).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ganforge.config import ConfigError
+
+DEFAULTS: dict[str, Any] = {"ckpt_path": None, "n": 10000, "out": "samples.npz", "seed": 0, "batch_size": 1000, "ema": True, "device": "auto"}
+
+
+def load_generator(ckpt_path: str | Path, ema: bool = True, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the run's generator from a ganforge checkpoint (no Hydra config dir needed)."""
+    p = Path(ckpt_path)
+    if not p.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path} does not exist: point it at a run's checkpoints/last.ckpt")
+    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    meta = ckpt.get("ganforge")
+    if meta is None:
+        raise ConfigError(f"{ckpt_path} has no ganforge metadata: it was not written by ganforge's train.py")
+    cfg, shape = meta["config"], meta["data_shape"]
+    gen = instantiate(OmegaConf.create(cfg["model"]["generator"]), out_shape=shape)
+    state = ckpt["state_dict"]
+    prefix = "g_ema." if ema and any(k.startswith("g_ema.") for k in state) else "generator."
+    gen.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    return gen.to(device).eval(), {"config": cfg, "data_shape": shape, "weights": prefix.rstrip("."), "global_step": ckpt.get("global_step")}
+
+
+@torch.no_grad()
+def sample(gen: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 1000, device: str = "cpu") -> np.ndarray:
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    chunks = []
+    for start in range(0, n, batch_size):
+        z = torch.randn(min(batch_size, n - start), gen.latent_dim, generator=g, device=device)
+        chunks.append(gen(z).float().cpu())
+    return torch.cat(chunks).numpy().astype(np.float32)
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    args = dict(DEFAULTS)
+    for a in argv:
+        key, eq, value = a.partition("=")
+        if not eq or key not in DEFAULTS:
+            raise ConfigError(f"unknown argument '{a}': use key=value with keys {', '.join(DEFAULTS)}")
+        args[key] = OmegaConf.create({"v": value})["v"] if key not in ("ckpt_path", "out") else value
+    if not args["ckpt_path"]:
+        raise ConfigError("ckpt_path is required: python -m ganforge.sample ckpt_path=PATH/last.ckpt n=10000 out=samples.npz")
+    if int(args["n"]) < 1:
+        raise ConfigError(f"n must be >= 1, got {args['n']}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if args["device"] == "auto" else args["device"]
+        gen, info = load_generator(args["ckpt_path"], ema=bool(args["ema"]), device=device)
+        x = sample(gen, int(args["n"]), int(args["seed"]), int(args["batch_size"]), device)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    out = Path(args["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, x=x)
+    tmp.replace(out)
+    print(f"wrote {out}: x {list(x.shape)} float32 from {info['weights']} at iteration {info['global_step']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""``python train.py [overrides]`` / ``ganforge-train``: compose the config, build the objects, fit.
+
+Data flows one way: config -> objects -> Trainer. Objects receive plain arguments; nothing below
+reads the Hydra config except :func:`build`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ganforge.callbacks import AtomicCheckpointIO, RunConfigInCheckpoint
+from ganforge.config import ConfigError, config_dir
+from ganforge.losses import make_loss
+from ganforge.models.common import count_parameters
+from ganforge.module import GANModule, NonFiniteLossError
+
+log = logging.getLogger("ganforge")
+
+
+@dataclass
+class Run:
+    datamodule: L.LightningDataModule
+    module: GANModule
+    trainer: L.Trainer
+    ckpt_path: str | None
+
+
+def build_models(cfg: DictConfig, data_shape: tuple[int, ...]) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Generator and discriminator for data of ``data_shape``; model errors become ConfigErrors."""
+    try:
+        g = instantiate(cfg.model.generator, out_shape=list(data_shape))
+        d = instantiate(cfg.model.discriminator, in_shape=list(data_shape), pack=cfg.pack)
+    except ValueError as e:
+        raise ConfigError(f"model={cfg.model.name} with dataset={cfg.dataset.name}: {e}") from None
+    except Exception as e:  # Hydra wraps constructor errors in InstantiationException
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, ValueError):
+            raise ConfigError(f"model={cfg.model.name} with dataset={cfg.dataset.name}: {cause}") from None
+        raise
+    return g, d
+
+
+def build(cfg: DictConfig) -> Run:
+    """Everything a run needs, validated before any training starts."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if int(cfg.max_iters) < 1:
+        raise ConfigError(f"max_iters must be >= 1, got {cfg.max_iters}")
+    dm_cfg = {k: v for k, v in cfg.dataset.items() if k != "name"}
+    datamodule = instantiate(dm_cfg, batch_multiplier=cfg.d_steps, seed=cfg.seed)
+    if datamodule.batch_size % int(cfg.pack):
+        raise ConfigError(f"dataset.batch_size={datamodule.batch_size} is not a multiple of pack={cfg.pack}: change one of them")
+    generator, discriminator = build_models(cfg, datamodule.shape)
+    loss = make_loss(**cfg.loss)
+    if loss.gp_weight and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+        raise ConfigError(
+            f"loss={loss.name} penalizes per-sample gradients, which BatchNorm in the discriminator mixes across the batch: "
+            "set model.discriminator.norm=layer (or none)"
+        )
+    module = GANModule(
+        generator=generator,
+        discriminator=discriminator,
+        loss=loss,
+        g_optimizer=instantiate(cfg.optim.generator),
+        d_optimizer=instantiate(cfg.optim.discriminator),
+        g_scheduler=instantiate(cfg.optim.g_scheduler) if cfg.optim.get("g_scheduler") else None,
+        d_scheduler=instantiate(cfg.optim.d_scheduler) if cfg.optim.get("d_scheduler") else None,
+        d_steps=cfg.d_steps,
+        g_steps=cfg.g_steps,
+        grad_clip=cfg.grad_clip,
+        ema_decay=cfg.ema_decay,
+        log_every=cfg.log_every,
+        noise_seed=cfg.seed,
+    )
+    ckpt_path = check_checkpoint(cfg.ckpt_path, module) if cfg.get("ckpt_path") else None
+    run_cfg = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks.append(RunConfigInCheckpoint(run_cfg, datamodule.shape))
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    for lg in loggers:
+        lg.log_hyperparams(
+            {"config": run_cfg, "params/generator": count_parameters(generator), "params/discriminator": count_parameters(discriminator)}
+        )
+    return Run(datamodule, module, trainer, ckpt_path)
+
+
+def check_checkpoint(path: str, module: GANModule) -> str:
+    """Fail early, in one line, on a missing checkpoint or one from a different model."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"ckpt_path={path} does not exist: point it at a run's checkpoints/last.ckpt")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+    except Exception as e:
+        raise ConfigError(f"ckpt_path={path} is not a readable ganforge checkpoint ({type(e).__name__}: {e})") from None
+    mine = module.state_dict()
+    missing = sorted(set(mine) - set(state))
+    mismatched = [k for k in mine if k in state and state[k].shape != mine[k].shape]
+    if missing or mismatched:
+        k = (mismatched or missing)[0]
+        detail = (
+            f"{k} has shape {list(state[k].shape)} there, {list(mine[k].shape)} here" if mismatched else f"{k} is missing there"
+        )
+        raise ConfigError(
+            f"ckpt_path={path} does not match this model ({detail}): resume with the model/dataset/pack/ema settings it was trained with"
+        )
+    return str(p)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Build and fit; returns ``cfg.optimized_metric`` (for sweepers) when set and logged."""
+    # ganforge checkpoints the post-update state on purpose; Lightning's hint about it is noise here
+    warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    run = build(cfg)
+    log.info("run dir: %s", run.trainer.default_root_dir)
+    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    metric = cfg.get("optimized_metric")
+    value = run.trainer.callback_metrics.get(metric) if metric else None
+    return float(value) if value is not None else None
+
+
+def _in_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def main(cfg: DictConfig) -> Any:
+    try:
+        return train(cfg)
+    except (ConfigError, NonFiniteLossError) as e:
+        if _in_multirun():  # let Hydra mark this job failed and go on with the sweep
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2 if isinstance(e, ConfigError) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Where the Hydra configs live, and the one exception type for user errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A bad or incompatible setting; its message names the problem and the fix, in one line."""
+
+
+def config_dir() -> Path:
+    """``conf/`` at the repository root (editable install), or ``$GANFORGE_CONFIG_DIR``."""
+    env = os.environ.get("GANFORGE_CONFIG_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "conf")
+    for c in candidates:
+        if (c / "train.yaml").is_file():
+            return c
+    raise ConfigError(
+        f"ganforge's config directory was not found (looked in {', '.join(map(str, candidates))}): "
+        "install from a checkout with `pip install -e .` or set GANFORGE_CONFIG_DIR to the repo's conf/"
+    )

@@ -1,0 +1,136 @@
+"""GAN objectives as small pure functions of discriminator outputs.
+
+Every discriminator in ganforge returns one real number per (packed) sample, called the *logit*
+below. For the sigmoid losses it is the log-odds of "real": D(x) = sigmoid(logit). For the others
+(WGAN, hinge, LSGAN) it is the raw critic value. ``r`` = logits on real data, ``f`` = logits on
+generated data; all losses are means over the batch and are *minimized*.
+
+=================  ===========================================================  ====================================
+loss               discriminator loss                                           generator loss
+=================  ===========================================================  ====================================
+``minimax``        -E log D(x) - E log(1 - D(G(z)))   (= BCE, i.e. -V)          E log(1 - D(G(z)))   (saturating)
+``nonsaturating``  same as minimax                                              -E log D(G(z))
+``wgan``           E f - E r, D's weights clipped to [-c, c] after each step   -E f
+``wgan_gp``        E f - E r + lambda E (||grad_x D(x_hat)||_2 - 1)^2          -E f
+``hinge``          E relu(1 - r) + E relu(1 + f)                                -E f
+``lsgan``          1/2 E (r - 1)^2 + 1/2 E f^2                                  1/2 E (f - 1)^2
+=================  ===========================================================  ====================================
+
+Numerics: log D(x) = -softplus(-r) and log(1 - D(x)) = -softplus(r), so no sigmoid is ever taken
+before a log. For the sigmoid losses the empirical value function is V~ = -d_loss, hence the
+batch JSD estimate (V~ + log 4) / 2 (Goodfellow et al. 2014, Theorem 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOG4 = math.log(4.0)
+
+
+def bce_d_loss(r: Tensor, f: Tensor) -> Tensor:
+    """-V~ = -E log D(x) - E log(1 - D(G(z))): binary cross-entropy with real=1, fake=0."""
+    return F.softplus(-r).mean() + F.softplus(f).mean()
+
+
+def minimax_g_loss(f: Tensor) -> Tensor:
+    """E log(1 - D(G(z))): the generator's side of the original minimax game (saturates early)."""
+    return -F.softplus(f).mean()
+
+
+def nonsaturating_g_loss(f: Tensor) -> Tensor:
+    """-E log D(G(z)): same fixed point as minimax, strong gradients when D rejects the fakes."""
+    return F.softplus(-f).mean()
+
+
+def wasserstein_d_loss(r: Tensor, f: Tensor) -> Tensor:
+    """E f - E r: the negated Kantorovich-Rubinstein dual (the critic maximizes E r - E f)."""
+    return f.mean() - r.mean()
+
+
+def wasserstein_g_loss(f: Tensor) -> Tensor:
+    """-E f: shared by wgan, wgan_gp and hinge."""
+    return -f.mean()
+
+
+def hinge_d_loss(r: Tensor, f: Tensor) -> Tensor:
+    return F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean()
+
+
+def lsgan_d_loss(r: Tensor, f: Tensor) -> Tensor:
+    """Least squares with targets a=0 (fake), b=1 (real) (Mao et al. 2017)."""
+    return 0.5 * (r - 1.0).pow(2).mean() + 0.5 * f.pow(2).mean()
+
+
+def lsgan_g_loss(f: Tensor) -> Tensor:
+    return 0.5 * (f - 1.0).pow(2).mean()
+
+
+def jsd_from_d_loss(d_loss: Tensor) -> Tensor:
+    """JSD estimate in nats from a BCE discriminator loss: (V~ + log 4) / 2 with V~ = -d_loss.
+
+    A lower bound on JSD(p_data || p_G) unless D is the optimal D*; may be negative on a batch
+    where D is worse than chance.
+    """
+    return 0.5 * (LOG4 - d_loss)
+
+
+def gradient_penalty(
+    discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """E (||grad_x D(x_hat)||_2 - 1)^2 at x_hat uniformly between real and fake (Gulrajani et al. 2017).
+
+    The norm is taken per row of D's output, so with PacGAN packing it is the gradient norm w.r.t.
+    each packed group. ``create_graph=True`` keeps the penalty differentiable w.r.t. D's weights
+    (the double backward).
+    """
+    alpha_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype, generator=generator)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = discriminator(x_hat)
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    norms = grad.reshape(out.shape[0], -1).norm(2, dim=1)
+    return (norms - 1.0).pow(2).mean()
+
+
+@dataclass(frozen=True)
+class GANLoss:
+    """One GAN objective: what the module needs to know to run its D and G steps.
+
+    Attributes:
+        name: the config name (``loss=<name>``).
+        d_loss: (real logits, fake logits) -> scalar to minimize.
+        g_loss: fake logits -> scalar to minimize.
+        sigmoid: True when logits are log-odds, so D(x) = sigmoid(logit) is a probability and the
+            JSD estimate (V~ + log 4)/2 applies.
+        gp_weight: lambda of the gradient penalty (0 = none).
+        clip_value: WGAN weight clipping bound c (None = no clipping).
+    """
+
+    name: str
+    d_loss: Callable[[Tensor, Tensor], Tensor]
+    g_loss: Callable[[Tensor], Tensor]
+    sigmoid: bool = False
+    gp_weight: float = 0.0
+    clip_value: float | None = None
+
+
+def make_loss(name: str, gp_weight: float = 10.0, clip_value: float = 0.01) -> GANLoss:
+    """Build a loss by name; ``gp_weight`` applies to wgan_gp only, ``clip_value`` to wgan only."""
+    table = {
+        "minimax": GANLoss("minimax", bce_d_loss, minimax_g_loss, sigmoid=True),
+        "nonsaturating": GANLoss("nonsaturating", bce_d_loss, nonsaturating_g_loss, sigmoid=True),
+        "wgan": GANLoss("wgan", wasserstein_d_loss, wasserstein_g_loss, clip_value=clip_value),
+        "wgan_gp": GANLoss("wgan_gp", wasserstein_d_loss, wasserstein_g_loss, gp_weight=gp_weight),
+        "hinge": GANLoss("hinge", hinge_d_loss, wasserstein_g_loss),
+        "lsgan": GANLoss("lsgan", lsgan_d_loss, lsgan_g_loss),
+    }
+    if name not in table:
+        raise ValueError(f"unknown loss '{name}': choose one of {sorted(table)}")
+    return table[name]

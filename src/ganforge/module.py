@@ -1,0 +1,246 @@
+"""GANModule: the alternating discriminator / generator updates, and nothing else.
+
+One Lightning training step is one GAN iteration (Goodfellow et al. 2014, Algorithm 1):
+``d_steps`` (k) discriminator updates, each on a fresh minibatch of m real samples and m generated
+samples, then ``g_steps`` generator updates on fresh noise. ``trainer.global_step`` counts
+iterations (not optimizer steps), so ``trainer.max_steps = max_iters`` means what it says.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer, do_nothing_closure
+from torch import Tensor, nn
+
+from ganforge.losses import GANLoss, gradient_penalty, jsd_from_d_loss
+
+OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A D or G loss became NaN or infinite; training stops rather than write poisoned checkpoints."""
+
+
+class GANModule(L.LightningModule):
+    """Alternating D/G training with manual optimization.
+
+    Args:
+        generator: maps z [B, latent_dim] to samples; must expose ``latent_dim``.
+        discriminator: maps samples to logits [B // pack].
+        loss: the objective (see :mod:`ganforge.losses`).
+        g_optimizer, d_optimizer: factories ``params -> Optimizer`` (Hydra ``_partial_`` configs);
+            separate learning rates and betas give TTUR.
+        g_scheduler, d_scheduler: optional factories ``optimizer -> LR scheduler``, stepped once per iteration.
+        d_steps: k, discriminator updates per iteration.
+        g_steps: generator updates per iteration.
+        grad_clip: clip each network's gradient norm to this value (None = off).
+        ema_decay: keep an exponential moving average of G's weights with this decay (0 = off);
+            when on, the EMA generator is the one used for sampling and evaluation.
+        log_every: log interval in iterations; losses are averaged on the device in between, so
+            there is no host synchronization on the other steps.
+        noise_seed: seeds the latent noise (rank r uses ``noise_seed + r``: distinct noise per rank).
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: GANLoss,
+        g_optimizer: OptimizerFactory,
+        d_optimizer: OptimizerFactory,
+        g_scheduler: SchedulerFactory | None = None,
+        d_scheduler: SchedulerFactory | None = None,
+        d_steps: int = 1,
+        g_steps: int = 1,
+        grad_clip: float | None = None,
+        ema_decay: float = 0.0,
+        log_every: int = 50,
+        noise_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if d_steps < 1 or g_steps < 1:
+            raise ValueError(f"d_steps and g_steps must be >= 1, got d_steps={d_steps}, g_steps={g_steps}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.g_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay > 0 else None
+        self.loss = loss
+        self._g_opt_factory, self._d_opt_factory = g_optimizer, d_optimizer
+        self._g_sched_factory, self._d_sched_factory = g_scheduler, d_scheduler
+        self.d_steps, self.g_steps = int(d_steps), int(g_steps)
+        self.grad_clip, self.ema_decay = grad_clip, float(ema_decay)
+        self.log_every, self.noise_seed = max(1, int(log_every)), int(noise_seed)
+        self._noise: torch.Generator | None = None
+        self._noise_state_to_load: Tensor | None = None
+        self._val_noise: torch.Generator | None = None
+        # device-side sums since the last log: d_loss, d_real, d_fake, gp, g_loss
+        self._sums: Tensor | None = None
+        self._last_logged_step = 0
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def latent_dim(self) -> int:
+        return int(self.generator.latent_dim)
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator to draw samples from: the EMA copy when EMA is on."""
+        return self.g_ema if self.g_ema is not None else self.generator
+
+    def configure_optimizers(self):
+        opt_g = self._g_opt_factory(self.generator.parameters())
+        opt_d = self._d_opt_factory(self.discriminator.parameters())
+        scheds = [f(o) for f, o in ((self._g_sched_factory, opt_g), (self._d_sched_factory, opt_d)) if f is not None]
+        return ([opt_g, opt_d], scheds) if scheds else [opt_g, opt_d]
+
+    def on_fit_start(self) -> None:
+        self._noise = torch.Generator(device=self.device).manual_seed(self.noise_seed + self.global_rank)
+        if self._noise_state_to_load is not None:
+            self._noise.set_state(self._noise_state_to_load)
+            self._noise_state_to_load = None
+        self._sums = torch.zeros(5, device=self.device)
+        self._last_logged_step = self.global_step
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ N(0, I), [n, latent_dim], from the module's own RNG (saved in checkpoints)."""
+        return torch.randn(n, self.latent_dim, device=self.device, generator=generator or self._noise)
+
+    # ------------------------------------------------------------ the iteration
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        reals = batch[0].chunk(self.d_steps)
+        if len(reals) != self.d_steps or reals[-1].shape[0] != reals[0].shape[0]:
+            raise ValueError(f"a batch of {batch[0].shape[0]} cannot be split into d_steps={self.d_steps} equal parts")
+        for real in reals:
+            self._discriminator_step(opt_d, real)
+        m = reals[0].shape[0]
+        for i in range(self.g_steps):
+            self._generator_step(opt_g, m, counted=i == self.g_steps - 1)
+        if self.g_ema is not None:
+            self._update_ema()
+        for sched in self._schedulers():
+            sched.step()
+        if self.global_step % self.log_every == 0:
+            self._log_train_metrics()
+
+    def _discriminator_step(self, opt: LightningOptimizer, real: Tensor) -> None:
+        with torch.no_grad():  # the D update must not build (or leak into) G's graph
+            fake = self.generator(self.noise(real.shape[0]))
+        r, f = self.discriminator(real), self.discriminator(fake)
+        d_loss = self.loss.d_loss(r, f)
+        gp = torch.zeros((), device=self.device)
+        if self.loss.gp_weight:
+            gp = gradient_penalty(self.discriminator, real, fake, self._noise)
+            d_loss = d_loss + self.loss.gp_weight * gp
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        self._optimizer_step(opt, counted=False)
+        if self.loss.clip_value is not None:
+            with torch.no_grad():
+                for p in self.discriminator.parameters():
+                    p.clamp_(-self.loss.clip_value, self.loss.clip_value)
+        with torch.no_grad():
+            d_real, d_fake = (r.sigmoid().mean(), f.sigmoid().mean()) if self.loss.sigmoid else (r.mean(), f.mean())
+            self._sums[:4] += torch.stack([d_loss.detach() - self.loss.gp_weight * gp.detach(), d_real, d_fake, gp.detach()])
+
+    def _generator_step(self, opt: LightningOptimizer, m: int, counted: bool) -> None:
+        fake = self.generator(self.noise(m))
+        self.discriminator.requires_grad_(False)  # G's backward passes through D but must not touch D's grads
+        try:
+            g_loss = self.loss.g_loss(self.discriminator(fake))
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(g_loss)
+        finally:
+            self.discriminator.requires_grad_(True)
+        self._optimizer_step(opt, counted=counted)
+        self._sums[4] += g_loss.detach()
+
+    def _optimizer_step(self, opt: LightningOptimizer, counted: bool) -> None:
+        """Clip and step through the strategy (precision plugin, loss scaler, ...).
+
+        Only the iteration's last generator step goes through ``LightningOptimizer.step``, which
+        advances Lightning's step counter; the others call the strategy directly. Hence
+        ``global_step`` == iterations.
+        """
+        if self.grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        if counted:
+            opt.step()
+        else:
+            self.trainer.strategy.optimizer_step(opt.optimizer, do_nothing_closure)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        ema_p = list(self.g_ema.parameters())
+        torch._foreach_lerp_(ema_p, list(self.generator.parameters()), 1.0 - self.ema_decay)
+        for b_ema, b in zip(self.g_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)
+
+    def _schedulers(self) -> list:
+        s = self.lr_schedulers()
+        return [] if s is None else (s if isinstance(s, list) else [s])
+
+    # ---------------------------------------------------------------- logging
+    def _log_train_metrics(self) -> None:
+        iters = self.global_step - self._last_logged_step
+        if iters <= 0:
+            return
+        d_loss, d_real, d_fake, gp, g_loss = self._sums.tolist()  # the one host sync per log interval
+        self._sums.zero_()
+        first, self._last_logged_step = self._last_logged_step + 1, self.global_step
+        if not all(map(_finite, (d_loss, g_loss))):
+            self._raise_non_finite(first, self.global_step)
+        nd, ng = iters * self.d_steps, iters * self.g_steps
+        metrics = {"train/d_loss": d_loss / nd, "train/g_loss": g_loss / ng, "train/d_real": d_real / nd, "train/d_fake": d_fake / nd}
+        if self.loss.gp_weight:
+            metrics["train/gp"] = gp / nd
+        if self.loss.sigmoid:
+            metrics["train/jsd_batch"] = float(jsd_from_d_loss(torch.tensor(d_loss / nd)))
+        self.log_dict(metrics, prog_bar=False)
+        self.log_dict({"d_loss": metrics["train/d_loss"], "g_loss": metrics["train/g_loss"]}, prog_bar=True, logger=False)
+
+    def _raise_non_finite(self, first: int, last: int) -> None:
+        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+        raise NonFiniteLossError(
+            f"non-finite D or G loss (NaN/inf) in iterations {first}..{last}; training stopped. "
+            f"Last good checkpoint: {ckpt}. Try lower learning rates, grad_clip=1.0, or loss=hinge."
+        )
+
+    # ------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        # the same validation noise at every evaluation: curves move with G, not with the draw
+        self._val_noise = torch.Generator(device=self.device).manual_seed(self.noise_seed + 7919 * (self.global_rank + 1))
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        real = batch[0]
+        fake = self.sampling_generator(self.noise(real.shape[0], self._val_noise))
+        r, f = self.discriminator(real), self.discriminator(fake)
+        d_loss = self.loss.d_loss(r, f)
+        metrics = {"val/d_loss": d_loss}
+        if self.loss.sigmoid:
+            metrics.update({"val/d_real": r.sigmoid().mean(), "val/d_fake": f.sigmoid().mean(), "val/jsd_d": jsd_from_d_loss(d_loss)})
+        else:
+            metrics.update({"val/d_real": r.mean(), "val/d_fake": f.mean()})
+        self.log_dict(metrics, on_epoch=True, batch_size=real.shape[0], sync_dist=True)
+
+    # ------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._sums is not None and not torch.isfinite(self._sums).all():
+            self._raise_non_finite(self._last_logged_step + 1, self.global_step)
+        if self._noise is not None:
+            checkpoint["ganforge_noise_rng"] = self._noise.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._noise_state_to_load = checkpoint.get("ganforge_noise_rng")
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")

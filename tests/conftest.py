@@ -1,0 +1,28 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_RAW = REPO.parent / "shared" / "data" / "MNIST" / "raw"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+
+
+@pytest.fixture
+def run_train(tmp_path):
+    """Run ``python train.py`` in a subprocess with overrides; returns (CompletedProcess, run_dir)."""
+    import subprocess
+
+    def _run(*overrides: str, run_dir: Path | None = None, check: bool = True, timeout: int = 600):
+        run_dir = run_dir or tmp_path / "run"
+        cmd = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", *overrides]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        return proc, run_dir
+
+    return _run

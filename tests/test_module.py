@@ -1,0 +1,123 @@
+import functools
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from ganforge.data import Ring8DataModule
+from ganforge.losses import GANLoss, bce_d_loss, make_loss, nonsaturating_g_loss
+from ganforge.models import MLPDiscriminator, MLPGenerator
+from ganforge.module import GANModule, NonFiniteLossError
+
+
+def make_module(loss="nonsaturating", **kw):
+    torch.manual_seed(0)
+    return GANModule(
+        generator=MLPGenerator(4, [2], hidden=16, layers=2),
+        discriminator=MLPDiscriminator([2], hidden=16, layers=2),
+        loss=make_loss(loss) if isinstance(loss, str) else loss,
+        g_optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+        d_optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+        **kw,
+    )
+
+
+def fit(module, iters, d_steps=1, batch_size=32, **trainer_kw):
+    dm = Ring8DataModule(n_train=2000, n_val=256, batch_size=batch_size, batch_multiplier=d_steps)
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=iters, max_epochs=-1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, **trainer_kw,
+    )
+    trainer.fit(module, datamodule=dm)
+    return trainer
+
+
+def adam_steps(opt):
+    return {int(s["step"]) for s in opt.state.values()}
+
+
+@pytest.mark.parametrize("d_steps,g_steps", [(1, 1), (2, 3)])
+def test_global_step_counts_iterations_and_each_network_steps_as_configured(d_steps, g_steps):
+    m = make_module(d_steps=d_steps, g_steps=g_steps)
+    trainer = fit(m, 7, d_steps=d_steps)
+    assert trainer.global_step == 7
+    opt_g, opt_d = (o.optimizer for o in m.optimizers())
+    assert adam_steps(opt_d) == {7 * d_steps}
+    assert adam_steps(opt_g) == {7 * g_steps}
+
+
+def test_each_discriminator_step_gets_its_own_real_minibatch():
+    m = make_module(d_steps=2)
+    seen = []
+    orig = m._discriminator_step
+    m._discriminator_step = lambda opt, real: (seen.append(real.clone()), orig(opt, real))[1]
+    fit(m, 1, d_steps=2, batch_size=16)
+    assert len(seen) == 2 and all(s.shape == (16, 2) for s in seen) and not torch.equal(seen[0], seen[1])
+
+
+def test_gradients_never_leak_between_d_and_g():
+    """At each D step G's grads are as the last G step left them, and vice versa."""
+    m = make_module()
+    snaps = {"g": None, "d": None}
+    violations = []
+    orig = m._optimizer_step
+
+    def grads(net):
+        return [None if p.grad is None else p.grad.clone() for p in net.parameters()]
+
+    def same(a, b):
+        return all((x is None and y is None) or (x is not None and y is not None and torch.equal(x, y)) for x, y in zip(a, b))
+
+    def spy(opt, counted):
+        is_d = opt.optimizer.param_groups[0]["params"][0] is next(m.discriminator.parameters())
+        mine, other = ("d", "g") if is_d else ("g", "d")
+        other_net = m.generator if is_d else m.discriminator
+        if snaps[other] is not None and not same(grads(other_net), snaps[other]):
+            violations.append(f"{mine} step changed {other}'s gradients")
+        orig(opt, counted)
+        snaps[mine] = grads(m.discriminator if is_d else m.generator)
+
+    m._optimizer_step = spy
+    fit(m, 5)
+    assert snaps["d"] is not None and snaps["g"] is not None
+    assert not violations, violations
+
+
+def test_non_finite_loss_stops_with_the_iteration_range():
+    calls = {"n": 0}
+
+    def poisoned_d_loss(r, f):
+        calls["n"] += 1
+        out = bce_d_loss(r, f)
+        return out * float("nan") if calls["n"] >= 3 else out
+
+    loss = GANLoss("nonsaturating", poisoned_d_loss, nonsaturating_g_loss, sigmoid=True)
+    m = make_module(loss=loss, log_every=2)
+    with pytest.raises(NonFiniteLossError, match=r"iterations 3\.\.4.*Last good checkpoint"):
+        fit(m, 10)
+
+
+def test_ema_is_a_moving_average_of_generator_weights():
+    m = make_module(ema_decay=0.9)
+    before = [p.detach().clone() for p in m.generator.parameters()]
+    fit(m, 1)
+    for e, b, p in zip(m.g_ema.parameters(), before, m.generator.parameters()):
+        torch.testing.assert_close(e, 0.9 * b + 0.1 * p.detach())
+    assert m.sampling_generator is m.g_ema
+
+
+def test_wgan_clips_discriminator_weights():
+    m = make_module(loss="wgan")
+    fit(m, 3)
+    assert max(p.abs().max().item() for p in m.discriminator.parameters()) <= 0.01 + 1e-7
+
+
+def test_training_logs_the_theory_quantities():
+    m = make_module(log_every=5)
+    trainer = fit(m, 10)
+    cm = trainer.callback_metrics
+    for k in ["train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/jsd_batch"]:
+        assert k in cm, k
+    assert 0 < cm["train/d_real"] < 1 and 0 < cm["train/d_fake"] < 1
+    assert cm["train/jsd_batch"].item() == pytest.approx(0.5 * (math.log(4) - cm["train/d_loss"].item()), rel=1e-5)
