@@ -76,7 +76,7 @@ class _Timer(L.Callback):
 
 
 def run_ganforge(g, d, dm, iters: int, warmup: int, device: str) -> float:
-    from lightning.pytorch.callbacks import RichProgressBar
+    from ganforge.callbacks import GANProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
     module = GANModule(copy.deepcopy(g), copy.deepcopy(d), make_loss("nonsaturating"), adam, adam, log_every=50)
@@ -84,7 +84,7 @@ def run_ganforge(g, d, dm, iters: int, warmup: int, device: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
             accelerator=device, devices=1, max_steps=warmup + iters, max_epochs=-1, logger=CSVLogger(tmp, name="b"),
-            log_every_n_steps=50, callbacks=[timer, RichProgressBar(refresh_rate=5)], enable_checkpointing=False,
+            log_every_n_steps=50, callbacks=[timer, GANProgressBar(refresh_rate=5)], enable_checkpointing=False,
             enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp,
         )
         trainer.fit(module, datamodule=dm)
@@ -140,8 +140,10 @@ def _peak_memory_child(method: str, workload: str, device: str, q) -> None:
     g, d = make_g(), make_d()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     RUNNERS[method](g, d, make_dm(batch), 10, 2, device)
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # CUDA: peak allocated by the run; CPU: growth of the process's peak RSS during the run (imports excluded)
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     q.put(peak / 2**20)
 
 
@@ -174,6 +176,8 @@ def bench(workload: str, iters: int, rounds: int, warmup: int, device: str) -> d
         "it_per_s": med,
         "all_rounds": speeds,
         "ratio_ganforge_over_plain": med["ganforge"] / med["plain"],
+        # each round runs both methods back to back, so per-round ratios cancel slow drifts of the machine
+        "median_round_ratio": statistics.median(a / b for a, b in zip(speeds["ganforge"], speeds["plain"])),
         "peak_mem_mib": {k: peak_memory_mib(k, workload, device) for k in RUNNERS},
     }
 
@@ -201,8 +205,9 @@ def main(argv: list[str] | None = None) -> None:
         s = res["it_per_s"]
         print(
             f"{name:8s} batch {res['batch']:4d} on {args.device} ({torch.get_num_threads()} threads): "
-            f"ganforge {s['ganforge']:8.1f} it/s | plain {s['plain']:8.1f} it/s | ratio {res['ratio_ganforge_over_plain']:.3f} | "
-            f"peak mem ganforge {res['peak_mem_mib']['ganforge']:.0f} MiB, plain {res['peak_mem_mib']['plain']:.0f} MiB",
+            f"ganforge {s['ganforge']:8.1f} it/s | plain {s['plain']:8.1f} it/s | ratio {res['ratio_ganforge_over_plain']:.3f} (median per-round {res['median_round_ratio']:.3f}) | "
+            f"peak mem ganforge {res['peak_mem_mib']['ganforge']:.0f} MiB, plain {res['peak_mem_mib']['plain']:.0f} MiB"
+            + (" (peak RSS growth while training)" if args.device == "cpu" else " (CUDA peak allocated)"),
             flush=True,
         )
     print(json.dumps(results, indent=1), file=sys.stderr)

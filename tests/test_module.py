@@ -121,3 +121,22 @@ def test_training_logs_the_theory_quantities():
         assert k in cm, k
     assert 0 < cm["train/d_real"] < 1 and 0 < cm["train/d_fake"] < 1
     assert cm["train/jsd_batch"].item() == pytest.approx(0.5 * (math.log(4) - cm["train/d_loss"].item()), rel=1e-5)
+
+
+class _GradHook(L.Callback):
+    def __init__(self):
+        self.calls = 0
+
+    def on_after_backward(self, trainer, pl_module):
+        self.calls += 1
+
+
+def test_lean_path_is_used_only_when_lightning_hooks_are_empty_and_trains_identically():
+    lean, hooked = make_module(), make_module()
+    hook = _GradHook()
+    fit(lean, 6)
+    fit(hooked, 6, callbacks=[hook])
+    assert lean._lean and not hooked._lean
+    assert hook.calls == 6 * 2  # one D and one G backward per iteration reach the user's hook
+    for a, b in zip(lean.state_dict().values(), hooked.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -133,3 +133,17 @@ def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
     covered = idx[hq].unique().numel()
     assert hq.float().mean() > 0.5, f"only {hq.float().mean():.2f} of samples near a mode"
     assert covered >= 6, f"{covered}/8 modes covered"
+
+
+def test_multi_device_is_refused_clearly_until_separate_ddp_wrapping_exists(run_train):
+    proc, _ = run_train(*RING, "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", check=False)
+    assert "trainer.devices=1" in _one_line_error(proc)
+
+
+def test_throughput_benchmark_runs_and_reports_a_ratio():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--workload", "ring8", "--iters", "20", "--rounds", "1", "--warmup", "5"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ratio" in proc.stdout and "ganforge" in proc.stdout

@@ -90,6 +90,13 @@ def build(cfg: DictConfig) -> Run:
     callbacks.append(RunConfigInCheckpoint(run_cfg, datamodule.shape))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    if trainer.world_size > 1:
+        # Lightning's default DDP wraps G and D as one model, which fails on the alternating step
+        # ("parameters that were not used in producing the loss"); separate wrapping is not built yet.
+        raise ConfigError(
+            f"multi-device training (world size {trainer.world_size}) is not supported yet: "
+            "ganforge's alternating D/G step needs G and D wrapped separately in DDP; train with trainer.devices=1 trainer.num_nodes=1"
+        )
     for lg in loggers:
         lg.log_hyperparams(
             {"config": run_cfg, "params/generator": count_parameters(generator), "params/discriminator": count_parameters(discriminator)}
