@@ -25,9 +25,10 @@ def make_module(loss="nonsaturating", **kw):
 
 def fit(module, iters, d_steps=1, batch_size=32, **trainer_kw):
     dm = Ring8DataModule(n_train=2000, n_val=256, batch_size=batch_size, batch_multiplier=d_steps)
+    trainer_kw.setdefault("enable_progress_bar", False)
     trainer = L.Trainer(
         accelerator="cpu", max_steps=iters, max_epochs=-1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, **trainer_kw,
+        enable_model_summary=False, limit_val_batches=0, **trainer_kw,
     )
     trainer.fit(module, datamodule=dm)
     return trainer
@@ -140,3 +141,15 @@ def test_lean_path_is_used_only_when_lightning_hooks_are_empty_and_trains_identi
     assert hook.calls == 6 * 2  # one D and one G backward per iteration reach the user's hook
     for a, b in zip(lean.state_dict().values(), hooked.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_progress_bar_does_its_per_batch_work_only_every_refresh_rate(monkeypatch):
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from ganforge.callbacks import GANProgressBar
+
+    calls = []
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, *a: calls.append(a[-1]))
+    fit(make_module(), 12, callbacks=[GANProgressBar(refresh_rate=5)], enable_progress_bar=True)
+    # every 5th batch and the last one (plus the end of an epoch, as Lightning counts it), not all 12
+    assert {4, 9, 11} <= set(calls) and len(calls) <= 5

@@ -128,10 +128,10 @@ class GANModule(L.LightningModule):
         t = self.trainer
         if type(t.precision_plugin) is not Precision or type(t.strategy) is not SingleDeviceStrategy:
             return False
-        if not isinstance(t.profiler, PassThroughProfiler) or is_overridden("backward", self, L.LightningModule):
+        if not isinstance(t.profiler, PassThroughProfiler):
             return False
         hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
-        if any(is_overridden(h, self, L.LightningModule) for h in hooks):
+        if any(is_overridden(h, self, L.LightningModule) for h in ("backward", *hooks)):
             return False
         return not any(is_overridden(h, cb, Callback) for cb in t.callbacks for h in hooks)
 
