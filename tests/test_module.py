@@ -153,3 +153,28 @@ def test_progress_bar_does_its_per_batch_work_only_every_refresh_rate(monkeypatc
     fit(make_module(), 12, callbacks=[GANProgressBar(refresh_rate=5)], enable_progress_bar=True)
     # every 5th batch and the last one (plus the end of an epoch, as Lightning counts it), not all 12
     assert {4, 9, 11} <= set(calls) and len(calls) <= 5
+
+
+def test_stock_ddp_is_refused_before_training_with_the_fix():
+    from lightning.pytorch.strategies import DDPStrategy
+
+    m = make_module()
+    m.trainer = L.Trainer(accelerator="cpu", devices=1, strategy=DDPStrategy(), logger=False)
+    with pytest.raises(ValueError, match="GANDDPStrategy"):
+        m.setup("fit")
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_rank_shares_of_the_global_noise_partition_one_process_draw(world, monkeypatch):
+    """Each rank keeps rows rank::world of the same global draw: together they are exactly the draw of one
+    process with the global batch, and no two ranks share a row."""
+    m = make_module()
+    one = torch.randn(5 * world, 4, generator=torch.Generator().manual_seed(1))
+    shares = []
+    for r in range(world):
+        monkeypatch.setattr(GANModule, "_world", property(lambda self: world))
+        monkeypatch.setattr(GANModule, "global_rank", property(lambda self, r=r: r))
+        m._noise = torch.Generator().manual_seed(1)
+        shares.append(m.noise(5))
+    assert all(s.shape == (5, 4) for s in shares)
+    torch.testing.assert_close(torch.stack(shares, 1).reshape(-1, 4), one, rtol=0, atol=0)

@@ -135,9 +135,13 @@ def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
     assert covered >= 6, f"{covered}/8 modes covered"
 
 
-def test_multi_device_is_refused_clearly_until_separate_ddp_wrapping_exists(run_train):
-    proc, _ = run_train(*RING, "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", check=False)
-    assert "trainer.devices=1" in _one_line_error(proc)
+def test_unsupported_strategies_are_one_line_errors(run_train):
+    proc, _ = run_train(*RING, "trainer.accelerator=cpu", "trainer.strategy=fsdp", check=False)
+    assert "trainer.strategy=ddp" in _one_line_error(proc)
+    proc, _ = run_train(*RING, "trainer.accelerator=cpu", "trainer.strategy=deepspeed", check=False)
+    assert "trainer.strategy=ddp" in _one_line_error(proc)
+    proc, _ = run_train(*RING, "trainer.accelerator=cpu", "trainer.strategy=nonsense", check=False)
+    assert "trainer settings" in _one_line_error(proc)
 
 
 def test_throughput_benchmark_runs_and_reports_a_ratio():

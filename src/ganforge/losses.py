@@ -82,16 +82,22 @@ def jsd_from_d_loss(d_loss: Tensor) -> Tensor:
 
 
 def gradient_penalty(
-    discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+    discriminator: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    generator: torch.Generator | None = None,
+    alpha: Tensor | None = None,
 ) -> Tensor:
     """E (||grad_x D(x_hat)||_2 - 1)^2 at x_hat uniformly between real and fake (Gulrajani et al. 2017).
 
     The norm is taken per row of D's output, so with PacGAN packing it is the gradient norm w.r.t.
     each packed group. ``create_graph=True`` keeps the penalty differentiable w.r.t. D's weights
-    (the double backward).
+    (the double backward). ``alpha`` ([B], uniform in [0, 1]) may be given; else it is drawn from ``generator``.
     """
     alpha_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype, generator=generator)
+    if alpha is None:
+        alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype, generator=generator)
+    alpha = alpha.reshape(alpha_shape).to(real.dtype)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     out = discriminator(x_hat)
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)

@@ -44,7 +44,9 @@ class GANModule(L.LightningModule):
             when on, the EMA generator is the one used for sampling and evaluation.
         log_every: log interval in iterations; losses are averaged on the device in between, so
             there is no host synchronization on the other steps.
-        noise_seed: seeds the latent noise (rank r uses ``noise_seed + r``: distinct noise per rank).
+        noise_seed: seeds the latent noise. Under data parallelism every rank draws the global batch's
+            noise from this one stream and keeps its own share, so ranks see distinct noise and N ranks
+            with batch b draw exactly what one process with batch N*b draws.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class GANModule(L.LightningModule):
         # device-side sums since the last log: d_loss, d_real, d_fake, gp, g_loss
         self._sums: Tensor | None = None
         self._last_logged_step = 0
+        self._ddp: tuple[nn.Module, nn.Module] | None = None  # (G, D) DDP wrappers, set by GANDDPStrategy
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -102,8 +105,42 @@ class GANModule(L.LightningModule):
         scheds = [f(o) for f, o in ((self._g_sched_factory, opt_g), (self._d_sched_factory, opt_d)) if f is not None]
         return ([opt_g, opt_d], scheds) if scheds else [opt_g, opt_d]
 
+    def attach_ddp(self, generator: nn.Module | None, discriminator: nn.Module | None) -> None:
+        """Called by :class:`~ganforge.strategies.GANDDPStrategy` with G's and D's DDP wrappers (None to detach).
+
+        They are kept outside the module tree, so checkpoints hold the plain networks' weights.
+        """
+        self._ddp = (generator, discriminator) if generator is not None else None
+
+    def _synced(self, net: nn.Module) -> nn.Module:
+        """``net``'s DDP wrapper when training data-parallel, else ``net``.
+
+        Each phase sends exactly one forward of the network it updates through the wrapper: that
+        forward arms DDP's reducer, and the backward then all-reduces that network's gradients once.
+        """
+        if self._ddp is None:
+            return net
+        return self._ddp[0] if net is self.generator else self._ddp[1]
+
+    def setup(self, stage: str) -> None:
+        from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
+        from ganforge.strategies import GANDDPStrategy
+
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and not isinstance(strategy, GANDDPStrategy):
+            raise ValueError(
+                f"{type(strategy).__name__} wraps G and D as one DDP model, which fails on the alternating D/G step: "
+                "pass strategy=ganforge.strategies.GANDDPStrategy() (train.py does this for trainer.strategy=ddp)"
+            )
+        if not isinstance(strategy, (SingleDeviceStrategy, GANDDPStrategy)):
+            raise ValueError(
+                f"strategy {type(strategy).__name__} is not supported by GANModule: "
+                "use a single device or data parallelism (trainer.strategy=ddp / ddp_spawn)"
+            )
+
     def on_fit_start(self) -> None:
-        self._noise = torch.Generator(device=self.device).manual_seed(self.noise_seed + self.global_rank)
+        self._noise = torch.Generator(device=self.device).manual_seed(self.noise_seed)
         if self._noise_state_to_load is not None:
             self._noise.set_state(self._noise_state_to_load)
             self._noise_state_to_load = None
@@ -142,8 +179,22 @@ class GANModule(L.LightningModule):
             self.manual_backward(loss)
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """z ~ N(0, I), [n, latent_dim], from the module's own RNG (saved in checkpoints)."""
-        return torch.randn(n, self.latent_dim, device=self.device, generator=generator or self._noise)
+        """z ~ N(0, I), [n, latent_dim], from ``generator`` or the module's own training RNG (saved in checkpoints).
+
+        Training noise is drawn for the global batch (n per rank) and this rank keeps rows
+        ``rank::world_size``, the same interleaving as the data shards.
+        """
+        if generator is not None:
+            return torch.randn(n, self.latent_dim, device=self.device, generator=generator)
+        return self._rank_share(torch.randn(n * self._world, self.latent_dim, device=self.device, generator=self._noise))
+
+    @property
+    def _world(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    def _rank_share(self, x: Tensor) -> Tensor:
+        w = self._world
+        return x if w == 1 else x[self.global_rank :: w].contiguous()
 
     # ------------------------------------------------------------ the iteration
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
@@ -166,11 +217,13 @@ class GANModule(L.LightningModule):
     def _discriminator_step(self, opt: LightningOptimizer, real: Tensor) -> None:
         with torch.no_grad():  # the D update must not build (or leak into) G's graph
             fake = self.generator(self.noise(real.shape[0]))
-        r, f = self.discriminator(real), self.discriminator(fake)
+        r, f = self.discriminator(real), self._synced(self.discriminator)(fake)
         d_loss = self.loss.d_loss(r, f)
         gp = torch.zeros((), device=self.device)
         if self.loss.gp_weight:
-            gp = gradient_penalty(self.discriminator, real, fake, self._noise)
+            n = real.shape[0]
+            alpha = self._rank_share(torch.rand(n * self._world, device=self.device, generator=self._noise))
+            gp = gradient_penalty(self.discriminator, real, fake, alpha=alpha)
             d_loss = d_loss + self.loss.gp_weight * gp
         opt.zero_grad(set_to_none=True)
         self._backward(d_loss)
@@ -184,7 +237,7 @@ class GANModule(L.LightningModule):
             self._sums[:4] += torch.stack([d_loss.detach() - self.loss.gp_weight * gp.detach(), d_real, d_fake, gp.detach()])
 
     def _generator_step(self, opt: LightningOptimizer, m: int, counted: bool) -> None:
-        fake = self.generator(self.noise(m))
+        fake = self._synced(self.generator)(self.noise(m))
         self.discriminator.requires_grad_(False)  # G's backward passes through D but must not touch D's grads
         try:
             g_loss = self.loss.g_loss(self.discriminator(fake))
@@ -227,6 +280,9 @@ class GANModule(L.LightningModule):
         iters = self.global_step - self._last_logged_step
         if iters <= 0:
             return
+        if self._world > 1:  # ranks log the mean over all of them: one all-reduce per log interval
+            torch.distributed.all_reduce(self._sums)
+            self._sums /= self._world
         d_loss, d_real, d_fake, gp, g_loss = self._sums.tolist()  # the one host sync per log interval
         self._sums.zero_()
         first, self._last_logged_step = self._last_logged_step + 1, self.global_step

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +51,66 @@ class RunConfigInCheckpoint(L.Callback):
         from ganforge import __version__
 
         checkpoint["ganforge"] = {"config": self.config, "data_shape": self.data_shape, "version": __version__}
+
+
+class CheckpointOnSigterm(L.Callback):
+    """On SIGTERM (SLURM pre-emption or time limit, ``scancel``, a spot instance going away), save
+    ``last.ckpt`` at a whole iteration and exit; ``ckpt_path=last`` resumes it exactly.
+
+    Lightning's own SIGTERM handler runs a collective inside the signal handler, which can pair with a
+    gradient all-reduce of another rank and hang a DDP run. This callback replaces it, for the training
+    loop, with one that only sets a flag and forwards the signal to the ranks this process launched. The
+    ranks agree on the flag every ``check_every`` iterations (one 1-element all-reduce; every iteration
+    on a single device), then all stop after the same iteration, so the checkpoint holds one consistent
+    state. SLURM's SIGUSR1 auto-requeue stays Lightning's (``SLURMEnvironment(auto_requeue=True)``).
+    """
+
+    def __init__(self, check_every: int = 10) -> None:
+        self.check_every = max(1, int(check_every))
+        self.saved: str | None = None
+        self._flag = False
+        self._launcher = None
+        self._previous: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flag, self._launcher = False, trainer.strategy.launcher
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if not self._flag and self._launcher is not None:
+            self._launcher.kill(signum)  # the other ranks of this node stop with us
+        self._flag = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.world_size > 1:
+            if trainer.global_step % self.check_every:
+                return
+            flag = torch.tensor([float(self._flag)], device=pl_module.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        else:
+            stop = self._flag
+        if stop:  # Lightning raises SIGTERMException after this iteration, on every rank
+            trainer._signal_connector.received_sigterm = True
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, SIGTERMException) or not trainer.training:
+            return
+        ckpt = trainer.checkpoint_callback
+        dirpath = Path(ckpt.dirpath) if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath else Path(trainer.default_root_dir) / "checkpoints"
+        path = dirpath / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+        if isinstance(ckpt, ModelCheckpoint):  # so that a resumed run keeps writing last.ckpt, not last-v1.ckpt
+            ckpt.last_model_path = str(path)
+        trainer.save_checkpoint(path)
+        self.saved = str(path)
+        if trainer.is_global_zero:
+            print(f"SIGTERM: saved iteration {trainer.global_step} to {path}; resume with ckpt_path={path}", file=sys.stderr, flush=True)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous)
+        self._previous = None

@@ -19,6 +19,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.callbacks import AtomicCheckpointIO, RunConfigInCheckpoint
@@ -26,6 +28,7 @@ from ganforge.config import ConfigError, config_dir
 from ganforge.losses import make_loss
 from ganforge.models.common import count_parameters
 from ganforge.module import GANModule, NonFiniteLossError
+from ganforge.strategies import GANDDPStrategy
 
 log = logging.getLogger("ganforge")
 
@@ -84,24 +87,67 @@ def build(cfg: DictConfig) -> Run:
         log_every=cfg.log_every,
         noise_seed=cfg.seed,
     )
-    ckpt_path = check_checkpoint(cfg.ckpt_path, module) if cfg.get("ckpt_path") else None
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    ckpt_path = check_checkpoint(ckpt_path, module) if ckpt_path else None
     run_cfg = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks.append(RunConfigInCheckpoint(run_cfg, datamodule.shape))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
-    if trainer.world_size > 1:
-        # Lightning's default DDP wraps G and D as one model, which fails on the alternating step
-        # ("parameters that were not used in producing the loss"); separate wrapping is not built yet.
-        raise ConfigError(
-            f"multi-device training (world size {trainer.world_size}) is not supported yet: "
-            "ganforge's alternating D/G step needs G and D wrapped separately in DDP; train with trainer.devices=1 trainer.num_nodes=1"
-        )
+    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     for lg in loggers:
         lg.log_hyperparams(
             {"config": run_cfg, "params/generator": count_parameters(generator), "params/discriminator": count_parameters(discriminator)}
         )
     return Run(datamodule, module, trainer, ckpt_path)
+
+
+def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
+    """The Lightning Trainer of ``cfg.trainer``; the DDP that Lightning picks becomes :class:`GANDDPStrategy`.
+
+    Lightning resolves ``strategy=auto/ddp/ddp_spawn/...`` with the device count; when it lands on its
+    stock DDP (one wrapper around G and D together), the Trainer is rebuilt with the same settings and
+    G and D wrapped separately.
+    """
+    name = str(cfg.trainer.get("strategy", "auto")).lower()
+    if "fsdp" in name or "deepspeed" in name:
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.strategy} is not supported by ganforge yet (G and D are small enough to "
+            "replicate; sharding them is future work): use trainer.strategy=ddp"
+        )
+    try:
+        trainer = instantiate(cfg.trainer, **kwargs)
+        if type(trainer.strategy) is DDPStrategy:
+            trainer = instantiate(cfg.trainer, strategy=GANDDPStrategy.like(trainer.strategy), **kwargs)
+    except Exception as e:  # Hydra wraps the Trainer's own errors (bad devices, unknown strategy, ...)
+        cause = e.__cause__ or e
+        if isinstance(cause, (ValueError, MisconfigurationException)):
+            raise ConfigError(f"trainer settings: {cause}") from None
+        raise
+    if not isinstance(trainer.strategy, (SingleDeviceStrategy, GANDDPStrategy)):
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.strategy} ({type(trainer.strategy).__name__}) is not supported by ganforge: "
+            "use trainer.strategy=ddp or ddp_spawn (FSDP and DeepSpeed are not supported yet)"
+        )
+    return trainer
+
+
+def resolve_ckpt_path(value: str | None, run_dir: str) -> str | None:
+    """``ckpt_path=last``: this run dir's ``checkpoints/last.ckpt`` if there is one (a requeued job resumes,
+    a first start trains from scratch); any other value is a path."""
+    if not value:
+        return None
+    if value != "last":
+        return value
+    path = Path(run_dir) / "checkpoints" / "last.ckpt"
+    log.info("ckpt_path=last: %s", f"resuming from {path}" if path.is_file() else f"no {path} yet, starting fresh")
+    if not path.is_file():
+        return None
+    # Lightning's CSVLogger deletes an existing metrics.csv when it starts: keep the earlier segment's
+    metrics = Path(run_dir) / "csv" / "metrics.csv"
+    if metrics.is_file():
+        n = len(list(metrics.parent.glob("metrics.part*.csv")))
+        metrics.rename(metrics.with_name(f"metrics.part{n}.csv"))
+    return str(path)
 
 
 def check_checkpoint(path: str, module: GANModule) -> str:
@@ -151,6 +197,10 @@ def _in_multirun() -> bool:
 def main(cfg: DictConfig) -> Any:
     try:
         return train(cfg)
+    except SIGTERMException:  # CheckpointOnSigterm has saved last.ckpt and said where
+        if _in_multirun():
+            raise
+        sys.exit(143)
     except (ConfigError, NonFiniteLossError) as e:
         if _in_multirun():  # let Hydra mark this job failed and go on with the sweep
             raise

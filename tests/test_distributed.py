@@ -1,0 +1,135 @@
+"""Data parallelism on CPU (gloo): DDP == one process with the global batch; ddp_spawn; two nodes; DDP multirun."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+# ring8 with an MLP G without BatchNorm: the per-rank batch statistics of BatchNorm would differ from
+# the global batch's, so weight equality holds only without it (or with trainer.sync_batchnorm=true).
+RING = ["dataset=ring8", "model=mlp", "model.generator.batchnorm=false", "dataset.n_train=2048", "dataset.n_val=256"]
+COMMON = [*RING, "trainer=cpu", "seed=3", "max_iters=16", "log_every=4", "val_every=8", "ckpt_every=8", "sample_every=0", "logger=csv"]
+
+
+def state(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+
+
+def assert_same_weights(a, b, atol=1e-5):
+    assert a["global_step"] == b["global_step"]
+    sa, sb = a["state_dict"], b["state_dict"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sb[k], sa[k], rtol=0, atol=atol, msg=k)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "extra,strategy",
+    [(["loss=nonsaturating", "d_steps=2", "g_steps=2"], "ddp"), (["loss=wgan_gp"], "ddp_spawn")],
+    ids=["nonsaturating-k2-ddp", "wgan_gp-ddp_spawn"],
+)
+def test_two_ranks_with_batch_b_equal_one_process_with_batch_2b(run_train, tmp_path, extra, strategy):
+    """Data, noise and gradient-penalty draws are sharded from global streams and gradients are averaged,
+    so 2 ranks x 32 follow the same trajectory as 1 x 64 (up to float summation order)."""
+    _, one = run_train(*COMMON, *extra, "dataset.batch_size=64", run_dir=tmp_path / "one")
+    proc, two = run_train(*COMMON, *extra, "dataset.batch_size=32", "trainer.devices=2", f"trainer.strategy={strategy}", run_dir=tmp_path / "two")
+    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    a, b = state(one), state(two)
+    assert a["global_step"] == 16
+    assert_same_weights(a, b)
+    # and not trivially: the weights moved between the two checkpoints
+    half = torch.load(two / "checkpoints" / "iter_000008.ckpt", weights_only=True)["state_dict"]
+    assert not torch.allclose(half["discriminator.net.0.weight"], b["state_dict"]["discriminator.net.0.weight"])
+
+
+def test_two_nodes_of_one_process_each(run_train, tmp_path):
+    """trainer.num_nodes=2, played by two local processes with the env a cluster sets (MASTER_*, NODE_RANK)."""
+    _, one = run_train(*COMMON, "dataset.batch_size=64", run_dir=tmp_path / "one")
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    procs = []
+    for node in (0, 1):
+        cmd = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={tmp_path / f'node{node}'}", *COMMON,
+               "dataset.batch_size=32", "trainer.num_nodes=2", "trainer.devices=1"]
+        procs.append(subprocess.Popen(cmd, cwd=tmp_path, env={**env, "NODE_RANK": str(node)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=300)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+    assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outs[1]
+    assert_same_weights(state(one), state(tmp_path / "node0"))
+    assert not (tmp_path / "node1" / "checkpoints").exists()  # only global rank 0 writes checkpoints
+
+
+def test_ddp_multirun_keeps_each_jobs_ranks_in_that_jobs_dir(tmp_path):
+    """A Hydra multirun of 2 DDP jobs x 2 processes: no hang between jobs, no stray output folders."""
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", "loss=nonsaturating,hinge", *COMMON, "max_iters=6",
+           "ckpt_every=6", "val_every=6", "dataset.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp",
+           f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+    for job in ("0", "1"):
+        d = sweep / job
+        assert state(d)["global_step"] == 6
+        assert (d / "train_rank1.log").is_file(), sorted(p.name for p in d.iterdir())
+        assert sorted(p.name for p in (d / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    losses = [state(sweep / j)["ganforge"]["config"]["loss"]["name"] for j in ("0", "1")]
+    assert losses == ["nonsaturating", "hinge"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing written next to it (no outputs/)
+
+
+def _start(tmp_path, run_dir, *overrides):
+    cmd = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", *overrides]
+    return subprocess.Popen(cmd, cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, proc, timeout=180):
+    import time
+
+    t0 = time.monotonic()
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() - t0 > timeout:
+            proc.kill()
+            raise AssertionError(f"{path} never appeared:\n{proc.communicate()[1][-3000:]}")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("devices", [1, 2], ids=["1proc", "ddp-2proc"])
+def test_sigterm_saves_a_checkpoint_that_resumes_exactly(run_train, tmp_path, devices):
+    """SIGTERM mid-run (pre-emption) -> last.ckpt at a whole iteration, exit 143; `ckpt_path=last` in the same
+    run dir resumes, and the result equals an uninterrupted run."""
+    import signal
+
+    args = [*COMMON, "max_iters=300", "ckpt_every=1000", "sample_every=20", "val_every=1000", "dataset.batch_size=32", f"trainer.devices={devices}"]
+    _, full = run_train(*args, run_dir=tmp_path / "full")
+    run = tmp_path / "cut"
+    proc = _start(tmp_path, run, *args)
+    _wait_for(run / "samples" / "iter_000040.png", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    step = state(run)["global_step"]
+    assert 40 <= step < 300, step
+    assert f"SIGTERM: saved iteration {step} to {run / 'checkpoints' / 'last.ckpt'}" in err
+    resumed, _ = run_train(*args, "ckpt_path=last", run_dir=run)
+    assert "resuming from" in resumed.stderr + resumed.stdout
+    assert_same_weights(state(full), state(run), atol=1e-6 if devices == 1 else 1e-5)
