@@ -178,3 +178,28 @@ def test_rank_shares_of_the_global_noise_partition_one_process_draw(world, monke
         shares.append(m.noise(5))
     assert all(s.shape == (5, 4) for s in shares)
     torch.testing.assert_close(torch.stack(shares, 1).reshape(-1, 4), one, rtol=0, atol=0)
+
+
+def _fp16_with_grad_scaler():
+    """16-mixed with a GradScaler: on a GPU that is `precision="16-mixed"`; on CPU Lightning falls back to
+    bf16 (no scaler), so the plugin is built by hand to exercise the scaler here."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    return {"plugins": [MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=256.0))]}
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed+scaler"])
+def test_grad_clip_bounds_the_true_gradient_under_every_precision(precision):
+    """With SGD(lr=1) an update is the clipped gradient, so its norm must be the clip value. Under
+    16-mixed the gradients are loss-scaled until the GradScaler unscales them: clipping before that
+    would shrink updates by the scale."""
+    clip = 1e-3
+    m = make_module(grad_clip=clip)
+    m._g_opt_factory = m._d_opt_factory = functools.partial(torch.optim.SGD, lr=1.0)
+    d0 = torch.cat([p.detach().flatten().clone() for p in m.discriminator.parameters()])
+    g0 = torch.cat([p.detach().flatten().clone() for p in m.generator.parameters()])
+    fit(m, 1, **(_fp16_with_grad_scaler() if precision == "16-mixed+scaler" else {"precision": precision}))
+    d1 = torch.cat([p.detach().flatten() for p in m.discriminator.parameters()])
+    g1 = torch.cat([p.detach().flatten() for p in m.generator.parameters()])
+    assert (d1 - d0).norm().item() == pytest.approx(clip, rel=0.02)
+    assert (g1 - g0).norm().item() == pytest.approx(clip, rel=0.02)

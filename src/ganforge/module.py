@@ -168,7 +168,7 @@ class GANModule(L.LightningModule):
         if not isinstance(t.profiler, PassThroughProfiler):
             return False
         hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
-        if any(is_overridden(h, self, L.LightningModule) for h in ("backward", *hooks)):
+        if any(is_overridden(h, self, GANModule) for h in ("backward", *hooks)):
             return False
         return not any(is_overridden(h, cb, Callback) for cb in t.callbacks for h in hooks)
 
@@ -255,7 +255,7 @@ class GANModule(L.LightningModule):
         advances Lightning's step counter; the others call the strategy directly. Hence
         ``global_step`` == iterations.
         """
-        if self.grad_clip:
+        if self.grad_clip and self._lean:  # else in on_before_optimizer_step, after AMP's unscale
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         if counted:
             opt.step()
@@ -263,6 +263,12 @@ class GANModule(L.LightningModule):
             opt.optimizer.step()
         else:
             self.trainer.strategy.optimizer_step(opt.optimizer, do_nothing_closure)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning calls this after the precision plugin unscaled the gradients (16-mixed's GradScaler),
+        # so the clip applies to the true gradient norm
+        if self.grad_clip and not self._lean:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
 
     @torch.no_grad()
     def _update_ema(self) -> None:
