@@ -133,3 +133,12 @@ def test_sigterm_saves_a_checkpoint_that_resumes_exactly(run_train, tmp_path, de
     resumed, _ = run_train(*args, "ckpt_path=last", run_dir=run)
     assert "resuming from" in resumed.stderr + resumed.stdout
     assert_same_weights(state(full), state(run), atol=1e-6 if devices == 1 else 1e-5)
+
+
+def test_ddp_scaling_benchmark_runs_and_reports_efficiency_and_ratio():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "ddp_scaling.py"), "--workload", "ring8", "--iters", "10", "--rounds", "1", "--warmup", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "scaling efficiency" in proc.stdout and "ratio ganforge/plain DDP" in proc.stdout
