@@ -32,7 +32,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import WORKLOADS, _Timer, adam, run_ganforge  # noqa: E402
+from throughput import WORKLOADS, _Timer, adam, plain_iteration, run_ganforge  # noqa: E402
 
 from ganforge.losses import make_loss  # noqa: E402
 from ganforge.module import GANModule  # noqa: E402
@@ -95,19 +95,9 @@ def _plain_rank(rank: int, procs: int, port: int, workload: str, iters: int, war
             perm, pos = torch.randperm(n, generator=gen), 0
         real = x_all[perm[pos : pos + batch][rank::procs]]
         pos += batch
-        with torch.no_grad():
-            fake = g(torch.randn(batch, g.latent_dim, generator=gen)[rank::procs])
-        d_loss = loss.d_loss(d(real), dd(fake))
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        fake = dg(torch.randn(batch, g.latent_dim, generator=gen)[rank::procs])
-        d.requires_grad_(False)
-        g_loss = loss.g_loss(d(fake))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        d.requires_grad_(True)
-        opt_g.step()
+        z_d = torch.randn(batch, g.latent_dim, generator=gen)[rank::procs]
+        z_g = torch.randn(batch, g.latent_dim, generator=gen)[rank::procs]
+        plain_iteration(g, d, loss, opt_g, opt_d, real, z_d, z_g, g_fwd=dg, d_fwd=dd)
     dist.barrier()
     if rank == 0:
         Path(out).write_text(json.dumps({"seconds": time.perf_counter() - t0}))

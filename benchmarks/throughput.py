@@ -110,24 +110,30 @@ def run_plain(g, d, dm, iters: int, warmup: int, device: str) -> float:
             perm, pos = torch.randperm(n, device=device, generator=gen), 0
         real = x_all[perm[pos : pos + m]]
         pos += m
-        # D step
-        with torch.no_grad():
-            fake = g(torch.randn(m, g.latent_dim, device=device, generator=gen))
-        d_loss = loss.d_loss(d(real), d(fake))
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        # G step
-        fake = g(torch.randn(m, g.latent_dim, device=device, generator=gen))
-        d.requires_grad_(False)
-        g_loss = loss.g_loss(d(fake))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        d.requires_grad_(True)
-        opt_g.step()
+        z_d, z_g = torch.randn(2, m, g.latent_dim, device=device, generator=gen)
+        plain_iteration(g, d, loss, opt_g, opt_d, real, z_d, z_g)
     if device == "cuda":
         torch.cuda.synchronize()
     return iters / (time.perf_counter() - t0)
+
+
+def plain_iteration(g, d, loss, opt_g, opt_d, real, z_d, z_g, g_fwd=None, d_fwd=None) -> None:
+    """One D step then one G step, the pytorch/examples dcgan way. ``g_fwd``/``d_fwd``: the networks'
+    DDP wrappers (used for the forward of the network being updated), or the networks themselves."""
+    g_fwd, d_fwd = g_fwd or g, d_fwd or d
+    with torch.no_grad():
+        fake = g(z_d)
+    d_loss = loss.d_loss(d(real), d_fwd(fake))
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    fake = g_fwd(z_g)
+    d.requires_grad_(False)
+    g_loss = loss.g_loss(d(fake))
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    d.requires_grad_(True)
+    opt_g.step()
 
 
 RUNNERS = {"ganforge": run_ganforge, "plain": run_plain}
