@@ -82,3 +82,18 @@ def test_gaussian1d_log_prob_is_a_normalized_density():
     single = Gaussian1DDataModule(means=[0.0], stds=[2.0])
     v = single.log_prob(torch.tensor([[1.0]])).item()
     assert v == pytest.approx(-0.5 * (1 / 4) - math.log(2 * math.sqrt(2 * math.pi)), rel=1e-6)
+
+
+def test_a_pass_stopped_at_len_without_exhausting_the_generator_does_not_leave_the_next_pass_empty():
+    """Lightning's validation loop takes len() batches and never resumes the generator: the next
+    validation must still see every batch (it once saw none, every other time)."""
+    import itertools
+
+    import torch
+
+    from ganforge.data.base import TensorBatches
+
+    tb = TensorBatches((torch.arange(10).float(),), batch_size=4, shuffle=False, drop_last=False)
+    for _ in range(3):
+        got = list(itertools.islice(iter(tb), len(tb)))
+        assert [b[0].tolist() for b in got] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

@@ -53,15 +53,78 @@ def test_two_ranks_with_batch_b_equal_one_process_with_batch_2b(run_train, tmp_p
     # and not trivially: the weights moved between the two checkpoints
     half = torch.load(two / "checkpoints" / "iter_000008.ckpt", weights_only=True)["state_dict"]
     assert not torch.allclose(half["discriminator.net.0.weight"], b["state_dict"]["discriminator.net.0.weight"])
+    # evaluation metrics: each rank generated half of the samples, and they were counted once
+    ev1, ev2 = (_evals(r) for r in (one, two))
+    assert len(ev1) == len(ev2) == 2
+    for r1, r2 in zip(ev1, ev2):
+        assert r1["val/modes"] == r2["val/modes"] and float(r1["val/hq_frac"]) == pytest.approx(float(r2["val/hq_frac"]), abs=1e-3)
+        assert float(r1["val/jsd_probe"]) == pytest.approx(float(r2["val/jsd_probe"]), abs=2e-3)
+
+
+def _evals(run_dir):
+    import csv
+
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return [r for r in csv.DictReader(f) if r.get("val/modes")]
+
+
+def _fid_rank(rank, world, port, out):
+    import torch.distributed as dist
+
+    from ganforge.data.images import DigitsDataModule
+    from ganforge.metrics.evaluator import Collective, GANEvaluator
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+
+    def gather(t):
+        parts = [torch.empty_like(t) for _ in range(world)]
+        dist.all_gather(parts, t)
+        return torch.stack(parts)
+
+    def reduce(t):
+        dist.all_reduce(t)
+        return t
+
+    def bcast(o):
+        box = [o]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    coll = Collective(rank, world, gather, reduce, bcast) if world > 1 else Collective()
+    dm = DigitsDataModule(resolution=32)
+    dm.setup()
+    torch.manual_seed(0)
+    gen = torch.nn.Sequential(torch.nn.Linear(8, 32 * 32), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 32, 32)))
+    gen.latent_dim = 8
+    res = GANEvaluator(metrics=["fid", "kid", "jsd_probe"], n_samples=400, probe_steps=100, cache_dir=None).evaluate(gen, dm, "cpu", coll)
+    if rank == 0:
+        torch.save(res, out)
+    dist.destroy_process_group()
+
+
+def test_image_metrics_from_two_ranks_equal_one_process(tmp_path):
+    """FID sums feature statistics over ranks, KID and the probe gather: 2 x 200 samples == 1 x 400."""
+    import torch.multiprocessing as mp
+
+    results = []
+    for world in (1, 2):
+        out = tmp_path / f"w{world}.pt"
+        mp.spawn(_fid_rank, args=(world, free_port(), str(out)), nprocs=world, join=True)
+        results.append(torch.load(out))
+    one, two = results
+    assert set(one) == {"fid_lenet", "kid_lenet", "jsd_probe"}
+    for k in one:
+        assert two[k] == pytest.approx(one[k], rel=1e-6, abs=1e-9), k
 
 
 def test_two_nodes_of_one_process_each(run_train, tmp_path):
     """trainer.num_nodes=2, played by two local processes with the env a cluster sets (MASTER_*, NODE_RANK)."""
-    _, one = run_train(*COMMON, "dataset.batch_size=64", run_dir=tmp_path / "one")
+    _, one = run_train(*COMMON, "metrics=none", "dataset.batch_size=64", run_dir=tmp_path / "one")
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), PYTHONUNBUFFERED="1")
     procs = []
     for node in (0, 1):
-        cmd = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={tmp_path / f'node{node}'}", *COMMON,
+        cmd = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={tmp_path / f'node{node}'}", *COMMON, "metrics=none",
                "dataset.batch_size=32", "trainer.num_nodes=2", "trainer.devices=1"]
         procs.append(subprocess.Popen(cmd, cwd=tmp_path, env={**env, "NODE_RANK": str(node)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outs = []
@@ -81,7 +144,7 @@ def test_two_nodes_of_one_process_each(run_train, tmp_path):
 def test_ddp_multirun_keeps_each_jobs_ranks_in_that_jobs_dir(tmp_path):
     """A Hydra multirun of 2 DDP jobs x 2 processes: no hang between jobs, no stray output folders."""
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, str(REPO / "train.py"), "-m", "loss=nonsaturating,hinge", *COMMON, "max_iters=6",
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", "loss=nonsaturating,hinge", *COMMON, "metrics=none", "max_iters=6",
            "ckpt_every=6", "val_every=6", "dataset.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp",
            f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -119,7 +182,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes_exactly(run_train, tmp_path, de
     run dir resumes, and the result equals an uninterrupted run."""
     import signal
 
-    args = [*COMMON, "max_iters=300", "ckpt_every=1000", "sample_every=20", "val_every=1000", "dataset.batch_size=32", f"trainer.devices={devices}"]
+    args = [*COMMON, "metrics=none", "max_iters=300", "ckpt_every=1000", "sample_every=20", "val_every=1000", "dataset.batch_size=32", f"trainer.devices={devices}"]
     _, full = run_train(*args, run_dir=tmp_path / "full")
     run = tmp_path / "cut"
     proc = _start(tmp_path, run, *args)

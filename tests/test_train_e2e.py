@@ -1,6 +1,8 @@
 """End-to-end: ``python train.py`` in subprocesses on digits and ring8, resume, bad input, sampling."""
 
 import csv
+import json
+import math
 import subprocess
 import sys
 
@@ -37,6 +39,12 @@ def test_default_digits_run_writes_checkpoints_samples_and_metrics(run_train):
     d_losses = [float(r["train/d_loss"]) for r in rows if r.get("train/d_loss")]
     assert len(d_losses) == 3 and all(0 < v < 10 for v in d_losses)
     assert any(r.get("val/jsd_d") for r in rows)
+    evals = [r for r in rows if r.get("val/fid_lenet")]
+    assert len(evals) == 2 and "val/fid" not in rows[0]  # no Inception offline, and nothing in its place
+    for r in evals:
+        assert float(r["val/fid_lenet"]) > 0 and math.isfinite(float(r["val/kid_lenet"]))
+        assert -0.05 < float(r["val/jsd_probe"]) <= math.log(2) + 1e-6
+    assert len(list((run.parent / "data" / "cache" / "fid_stats").glob("digits-train-*-lenet-*.pt"))) == 1
     assert (run / ".hydra" / "config.yaml").is_file()
 
 
@@ -65,7 +73,7 @@ def test_sampling_cli_writes_images_in_minus1_1(run_train, tmp_path):
     assert "g_ema" in proc.stdout
 
 
-@pytest.mark.parametrize("overrides", [RING + ["dataset.batch_size=256"], TINY_DIGITS], ids=["ring8-mlp", "digits-dcgan"])
+@pytest.mark.parametrize("overrides", [RING + ["dataset.batch_size=256"], TINY_DIGITS + ["metrics=none"]], ids=["ring8-mlp", "digits-dcgan"])
 def test_exact_resume_matches_uninterrupted_run(run_train, tmp_path, overrides):
     """N + N iterations with a resume in between == 2N uninterrupted (deterministic CPU), across an epoch boundary."""
     common = [*overrides, "trainer=cpu", "seed=7", "log_every=2", "val_every=4", "sample_every=0"]
@@ -120,7 +128,7 @@ def test_pack_must_divide_batch_and_gradient_penalty_refuses_batchnorm(run_train
 
 def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
     """A real (short) training run on the 8-Gaussian ring: most modes get high-quality samples."""
-    _, run = run_train("dataset=ring8", "model=mlp", "max_iters=3000", "ckpt_every=3000", "sample_every=0", "val_every=3000", "logger=none")
+    _, run = run_train("dataset=ring8", "model=mlp", "max_iters=3000", "ckpt_every=3000", "sample_every=0", "val_every=3000", "logger=csv")
     out = tmp_path / "ring.npz"
     subprocess.run([sys.executable, "-m", "ganforge.sample", f"ckpt_path={run}/checkpoints/last.ckpt", "n=2500", f"out={out}"], check=True, timeout=120)
     x = torch.from_numpy(np.load(out)["x"])
@@ -133,6 +141,9 @@ def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
     covered = idx[hq].unique().numel()
     assert hq.float().mean() > 0.5, f"only {hq.float().mean():.2f} of samples near a mode"
     assert covered >= 6, f"{covered}/8 modes covered"
+    logged = [r for r in read_metrics(run) if r.get("val/modes")][-1]  # the GANMetrics callback, PacGAN's protocol
+    assert float(logged["val/modes"]) >= 6 and float(logged["val/hq_frac"]) > 0.3, logged  # HQ: within 3 std = 0.06
+    assert 0 <= float(logged["val/mode_kl"]) < 0.5 and 0 <= float(logged["val/jsd_probe"]) < 0.5, logged
 
 
 def test_unsupported_strategies_are_one_line_errors(run_train):
@@ -151,3 +162,28 @@ def test_throughput_benchmark_runs_and_reports_a_ratio():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ratio" in proc.stdout and "ganforge" in proc.stdout
+
+
+def test_evaluate_cli_prints_a_table_and_writes_json_next_to_the_checkpoint(run_train, tmp_path):
+    _, run = run_train(*TINY_DIGITS, "max_iters=4", "ckpt_every=4", "val_every=4", "ema_decay=0.9", "metrics=none")
+    ckpt = run / "checkpoints" / "last.ckpt"
+    cmd = [sys.executable, "-m", "ganforge.evaluate", f"ckpt_path={ckpt}", "n=300", f"cache_dir={tmp_path / 'cache'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((run / "checkpoints" / "last.eval.json").read_text())
+    assert report["generator"] == "g_ema" and report["iteration"] == 4 and report["n"] == 300
+    assert set(report["metrics"]) == {"fid_lenet", "kid_lenet", "jsd_probe", "jsd_d"}
+    assert -0.05 <= report["metrics"]["jsd_d"] <= math.log(2) and "modes" in report["skipped"]  # an estimate: may dip below 0
+    assert "fid_lenet" in proc.stdout and "skipped" in proc.stdout
+
+    _, ring = run_train(*RING, "max_iters=4", "ckpt_every=4", "loss=hinge", run_dir=tmp_path / "ring")
+    out = tmp_path / "ring.json"
+    proc = subprocess.run([sys.executable, "-m", "ganforge.evaluate", f"ckpt_path={ring}/checkpoints/last.ckpt", "n=500", f"out={out}"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert {"modes", "hq_frac", "mode_kl", "jsd_probe"} == set(report["metrics"])
+    assert "jsd_d" in report["skipped"] and "fid" in report["skipped"]  # hinge: D is not a probability
+
+    bad = subprocess.run([sys.executable, "-m", "ganforge.evaluate", f"ckpt_path={ckpt}", "metrics=[fid,is]"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown metrics ['is']" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -22,3 +23,17 @@ def config_dir() -> Path:
         f"ganforge's config directory was not found (looked in {', '.join(map(str, candidates))}): "
         "install from a checkout with `pip install -e .` or set GANFORGE_CONFIG_DIR to the repo's conf/"
     )
+
+
+def parse_key_values(argv: list[str], defaults: dict[str, Any], raw_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``key=value`` command-line arguments over ``defaults`` (values parsed as YAML, e.g. ``[fid,kid]``,
+    except ``raw_keys``, kept as strings: paths); an unknown key is a one-line ConfigError."""
+    from omegaconf import OmegaConf
+
+    args = dict(defaults)
+    for a in argv:
+        key, eq, value = a.partition("=")
+        if not eq or key not in defaults:
+            raise ConfigError(f"unknown argument '{a}': use key=value with keys {', '.join(defaults)}")
+        args[key] = value if key in raw_keys else OmegaConf.to_object(OmegaConf.create(f"v: {value}"))["v"]
+    return args

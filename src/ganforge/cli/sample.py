@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ganforge.config import ConfigError
+from ganforge.config import ConfigError, parse_key_values
 
 DEFAULTS: dict[str, Any] = {"ckpt_path": None, "n": 10000, "out": "samples.npz", "seed": 0, "batch_size": 1000, "ema": True, "device": "auto"}
 
@@ -49,12 +49,7 @@ def sample(gen: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 1000, 
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
-    args = dict(DEFAULTS)
-    for a in argv:
-        key, eq, value = a.partition("=")
-        if not eq or key not in DEFAULTS:
-            raise ConfigError(f"unknown argument '{a}': use key=value with keys {', '.join(DEFAULTS)}")
-        args[key] = OmegaConf.create({"v": value})["v"] if key not in ("ckpt_path", "out") else value
+    args = parse_key_values(argv, DEFAULTS, raw_keys=("ckpt_path", "out"))
     if not args["ckpt_path"]:
         raise ConfigError("ckpt_path is required: python -m ganforge.sample ckpt_path=PATH/last.ckpt n=10000 out=samples.npz")
     if int(args["n"]) < 1:

@@ -56,13 +56,20 @@ def build_models(cfg: DictConfig, data_shape: tuple[int, ...]) -> tuple[torch.nn
     return g, d
 
 
+def build_datamodule(dataset_cfg: DictConfig | dict, **kwargs: Any) -> L.LightningDataModule:
+    """The datamodule of a ``dataset`` config (keys other than the constructor's: ``name``, ``feature_extractors``)."""
+    dm_cfg = {k: v for k, v in dict(dataset_cfg).items() if k not in ("name", "feature_extractors")}
+    datamodule = instantiate(dm_cfg, **kwargs)
+    datamodule.name = dataset_cfg.get("name", type(datamodule).__name__)
+    return datamodule
+
+
 def build(cfg: DictConfig) -> Run:
     """Everything a run needs, validated before any training starts."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if int(cfg.max_iters) < 1:
         raise ConfigError(f"max_iters must be >= 1, got {cfg.max_iters}")
-    dm_cfg = {k: v for k, v in cfg.dataset.items() if k != "name"}
-    datamodule = instantiate(dm_cfg, batch_multiplier=cfg.d_steps, seed=cfg.seed)
+    datamodule = build_datamodule(cfg.dataset, batch_multiplier=cfg.d_steps, seed=cfg.seed)
     if datamodule.batch_size % int(cfg.pack):
         raise ConfigError(f"dataset.batch_size={datamodule.batch_size} is not a multiple of pack={cfg.pack}: change one of them")
     generator, discriminator = build_models(cfg, datamodule.shape)

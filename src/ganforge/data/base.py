@@ -56,6 +56,11 @@ class TensorBatches:
         return order[self.rank :: self.world_size][: self.n_local]
 
     def __iter__(self):
+        if self._next_batch >= len(self):
+            # the last pass took every batch but stopped before the generator's end (Lightning's validation
+            # loop stops at len()): that epoch is over, start the next one instead of yielding nothing
+            self.epoch += 1
+            self._next_batch = 0
         idx = self._local_indices()
         for i in range(self._next_batch, len(self)):
             self._next_batch = i + 1

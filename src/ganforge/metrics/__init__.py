@@ -1,0 +1,1 @@
+"""Metrics that make the theory measurable: the JSD estimates, mode coverage on the toys, FID with named extractors."""
