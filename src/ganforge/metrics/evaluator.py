@@ -83,6 +83,7 @@ class GANEvaluator:
     batch_size: int = 500
     _nets: dict[str, nn.Module] = field(default_factory=dict, repr=False)
     _unavailable: set[str] = field(default_factory=set, repr=False)
+    _refs: dict[str, tuple] = field(default_factory=dict, repr=False)  # extractor -> reference (stats, features)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in KNOWN]
@@ -156,7 +157,9 @@ class GANEvaluator:
             net = self._extractor(name, device)
             if net is None:
                 continue
-            ref_stats, ref_feats = reference_stats(net, real, self.cache_dir, label, device=device)
+            if name not in self._refs:  # once per evaluator: the real data does not change during a run
+                self._refs[name] = reference_stats(net, real, self.cache_dir, label, device=device)
+            ref_stats, ref_feats = self._refs[name]
             feats = extract(net, fake_local, self.batch_size, device)
             suffix = metric_suffix(name)
             if "fid" in self.metrics:
