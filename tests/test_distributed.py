@@ -45,8 +45,16 @@ def test_two_ranks_with_batch_b_equal_one_process_with_batch_2b(run_train, tmp_p
     """Data, noise and gradient-penalty draws are sharded from global streams and gradients are averaged,
     so 2 ranks x 32 follow the same trajectory as 1 x 64 (up to float summation order)."""
     _, one = run_train(*COMMON, *extra, "dataset.batch_size=64", run_dir=tmp_path / "one")
-    proc, two = run_train(*COMMON, *extra, "dataset.batch_size=32", "trainer.devices=2", f"trainer.strategy={strategy}", run_dir=tmp_path / "two")
+    # the DDP run also logs to (offline) wandb: one run, from rank 0, at the iterations
+    loggers = ["logger=default"] if strategy == "ddp" else ["logger=csv"]
+    base = [o for o in COMMON if not o.startswith("logger=")]
+    proc, two = run_train(*base, *loggers, *extra, "dataset.batch_size=32", "trainer.devices=2", f"trainer.strategy={strategy}", run_dir=tmp_path / "two")
     assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    if strategy == "ddp":
+        from ganforge.wandb_records import read_run
+
+        [wb] = [read_run(r) for r in (two / "wandb").glob("offline-run-*")]
+        assert wb.exit_code == 0 and [s for s, _ in wb.series("train/d_loss")] == [4, 8, 12, 16]
     a, b = state(one), state(two)
     assert a["global_step"] == 16
     assert_same_weights(a, b)

@@ -300,7 +300,8 @@ class GANModule(L.LightningModule):
             metrics["train/gp"] = gp / nd
         if self.loss.sigmoid:
             metrics["train/jsd_batch"] = float(jsd_from_d_loss(torch.tensor(d_loss / nd)))
-        self.log_dict(metrics, prog_bar=False)
+        # "step" sets the logged x-value: iterations done (Lightning's default lags one behind here)
+        self.log_dict({**metrics, "step": float(self.global_step)}, prog_bar=False)
         self.log_dict({"d_loss": metrics["train/d_loss"], "g_loss": metrics["train/g_loss"]}, prog_bar=True, logger=False)
 
     def _raise_non_finite(self, first: int, last: int) -> None:
@@ -326,6 +327,10 @@ class GANModule(L.LightningModule):
         else:
             metrics.update({"val/d_real": r.mean(), "val/d_fake": f.mean()})
         self.log_dict(metrics, on_epoch=True, batch_size=real.shape[0], sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        # val/* (here and from callbacks) at x = iterations done, the x of train/* and of the sample pictures
+        self.log("step", float(self.global_step))
 
     # ------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -37,11 +38,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
+class IterationCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``{step}`` in file names is always the iterations done.
+
+    ganforge logs a ``step`` value to put curves at "iterations done" (Lightning's default x lags one
+    behind inside a training step); Lightning would otherwise name the file after that last logged value.
+    """
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
+        candidates = super()._monitor_candidates(trainer)
+        candidates["step"] = torch.tensor(trainer.global_step)
+        return candidates
+
+
 class RunConfigInCheckpoint(L.Callback):
     """Stores the run's resolved config (plain containers) in every checkpoint under ``"ganforge"``.
 
     ``ganforge.sample`` and ``ganforge.evaluate`` rebuild the generator from it, so a checkpoint is
-    self-contained; plain containers keep ``torch.load(weights_only=True)`` possible.
+    self-contained; plain containers keep ``torch.load(weights_only=True)`` possible. The wandb run id
+    rides along (``"wandb_id"``), so a resumed run continues its dashboard run.
     """
 
     def __init__(self, config: dict[str, Any], data_shape: list[int]) -> None:
@@ -50,7 +65,12 @@ class RunConfigInCheckpoint(L.Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         from ganforge import __version__
 
+        from ganforge.tracking import wandb_loggers
+
         checkpoint["ganforge"] = {"config": self.config, "data_shape": self.data_shape, "version": __version__}
+        for lg in wandb_loggers(trainer.loggers):  # resuming from this checkpoint continues the same wandb run
+            if lg.version:
+                checkpoint["ganforge"]["wandb_id"] = str(lg.version)
 
 
 class CheckpointOnSigterm(L.Callback):

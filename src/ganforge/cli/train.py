@@ -6,6 +6,7 @@ reads the Hydra config except :func:`build`.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import warnings
@@ -29,6 +30,7 @@ from ganforge.losses import make_loss
 from ganforge.models.common import count_parameters
 from ganforge.module import GANModule, NonFiniteLossError
 from ganforge.strategies import GANDDPStrategy
+from ganforge.tracking import run_meta, wandb_loggers, wandb_run_dir
 
 log = logging.getLogger("ganforge")
 
@@ -95,17 +97,39 @@ def build(cfg: DictConfig) -> Run:
         noise_seed=cfg.seed,
     )
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
-    ckpt_path = check_checkpoint(ckpt_path, module) if ckpt_path else None
+    resumed = check_checkpoint(ckpt_path, module) if ckpt_path else {}
     run_cfg = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks.append(RunConfigInCheckpoint(run_cfg, datamodule.shape))
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    loggers = build_loggers(cfg.get("logger") or {}, wandb_id=resumed.get("wandb_id"))
     trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    hparams = {
+        "config": run_cfg,
+        "params/generator": count_parameters(generator),
+        "params/discriminator": count_parameters(discriminator),
+        **{f"run/{k}": v for k, v in run_meta().items()},
+    }
     for lg in loggers:
-        lg.log_hyperparams(
-            {"config": run_cfg, "params/generator": count_parameters(generator), "params/discriminator": count_parameters(discriminator)}
-        )
+        lg.log_hyperparams(hparams)
     return Run(datamodule, module, trainer, ckpt_path)
+
+
+def build_loggers(logger_cfg: DictConfig | dict, wandb_id: str | None = None) -> list[Any]:
+    """One Lightning logger per entry of ``cfg.logger``; a resumed run's wandb logger continues its wandb run."""
+    loggers = []
+    for c in logger_cfg.values():
+        if c is None:
+            continue
+        if str(c.get("_target_", "")).endswith("WandbLogger"):
+            if importlib.util.find_spec("wandb") is None:
+                log.warning("logger: wandb is not installed (pip install wandb); going on without it")
+                continue
+            if wandb_id and not c.get("id"):
+                log.info("wandb: continuing run %s (its id is stored in the checkpoint)", wandb_id)
+                loggers.append(instantiate(c, id=wandb_id))
+                continue
+        loggers.append(instantiate(c))
+    return loggers
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
@@ -157,13 +181,15 @@ def resolve_ckpt_path(value: str | None, run_dir: str) -> str | None:
     return str(path)
 
 
-def check_checkpoint(path: str, module: GANModule) -> str:
-    """Fail early, in one line, on a missing checkpoint or one from a different model."""
+def check_checkpoint(path: str, module: GANModule) -> dict[str, Any]:
+    """Fail early, in one line, on a missing checkpoint or one from a different model; returns the
+    checkpoint's ``"ganforge"`` record (run config, wandb id)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"ckpt_path={path} does not exist: point it at a run's checkpoints/last.ckpt")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+        ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        state = ckpt["state_dict"]
     except Exception as e:
         raise ConfigError(f"ckpt_path={path} is not a readable ganforge checkpoint ({type(e).__name__}: {e})") from None
     mine = module.state_dict()
@@ -177,7 +203,7 @@ def check_checkpoint(path: str, module: GANModule) -> str:
         raise ConfigError(
             f"ckpt_path={path} does not match this model ({detail}): resume with the model/dataset/pack/ema settings it was trained with"
         )
-    return str(p)
+    return dict(ckpt.get("ganforge") or {})
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -187,10 +213,39 @@ def train(cfg: DictConfig) -> float | None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     run = build(cfg)
     log.info("run dir: %s", run.trainer.default_root_dir)
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    ok = False
+    try:
+        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+        ok = True
+    finally:
+        if run.trainer.is_global_zero:
+            summarize(run.trainer)
+        for lg in wandb_loggers(run.trainer.loggers):  # the next multirun job starts its own wandb run
+            lg.finish(ok)
     metric = cfg.get("optimized_metric")
     value = run.trainer.callback_metrics.get(metric) if metric else None
     return float(value) if value is not None else None
+
+
+def summarize(trainer: L.Trainer) -> None:
+    """Where the run's outputs are, and its final metrics, in a few lines at the end."""
+    root = Path(trainer.default_root_dir)
+    where = {
+        "checkpoints": root / "checkpoints" / "last.ckpt",
+        "samples": root / "samples" / "latest.png",
+        "report": root / "report.html",
+        "csv metrics": root / "csv" / "metrics.csv",
+        "tensorboard": root / "tensorboard",
+    }
+    lines = [f"{k:<12} {v}" for k, v in where.items() if v.exists()]
+    wandb_dir = wandb_run_dir(trainer.loggers)
+    if wandb_dir is not None:
+        offline = wandb_dir.name.startswith("offline-")
+        lines.append(f"{'wandb':<12} {wandb_dir}" + (f"  (upload: wandb sync {wandb_dir})" if offline else ""))
+    final = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith(("train/", "val/")) and v.numel() == 1}
+    if final:
+        lines.append("final        " + ", ".join(f"{k} {v:.4g}" for k, v in final.items()))
+    log.info("iteration %d of %d; outputs:\n  %s", trainer.global_step, trainer.max_steps, "\n  ".join(lines))
 
 
 def _in_multirun() -> bool:
