@@ -65,6 +65,7 @@ def _offline_run(tmp_path, **init):
     for i in range(300):  # enough to cross several 32 KiB blocks
         run.log({"train/x": i / 7, "trainer/global_step": 10 * i, "train/text": "y" * (i % 200)})
     run.finish()
+    wandb.teardown()  # finish() may return before wandb's service has written the last records
     return next(tmp_path.glob("wandb/offline-run-*"))
 
 

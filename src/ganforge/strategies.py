@@ -131,6 +131,7 @@ def rank_command(local_rank: int) -> tuple[list[str], str | None]:
     + ``hydra.run.dir=<this job's output dir>`` and no ``.hydra/`` of its own. Otherwise: this script again.
     """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
         main = sys.modules["__main__"]
@@ -141,6 +142,8 @@ def rank_command(local_rank: int) -> tuple[list[str], str | None]:
     command = [sys.executable, "-m", "ganforge.cli.train", f"--config-name={hc.job.config_name}"]
     command += [f"--config-dir={s.path}" for s in hc.runtime.config_sources if s.provider == "command-line"]
     command += list(hc.overrides.task)
+    if hc.mode == RunMode.MULTIRUN and not any(o.startswith("ckpt_path=") for o in hc.overrides.task):
+        command.append("ckpt_path=last")  # as rank 0 does in a sweep job (cli.train.train): resume from last.ckpt
     command += [
         f"hydra.run.dir={_quote(hc.runtime.output_dir)}",
         f"hydra.job.name={hc.job.name}_rank{local_rank}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.callbacks import AtomicCheckpointIO, RunConfigInCheckpoint
@@ -30,7 +32,8 @@ from ganforge.losses import make_loss
 from ganforge.models.common import count_parameters
 from ganforge.module import GANModule, NonFiniteLossError
 from ganforge.strategies import GANDDPStrategy
-from ganforge.tracking import run_meta, wandb_loggers, wandb_run_dir
+from ganforge.sweeps import previous_job, write_status
+from ganforge.tracking import hydra_job, run_meta, wandb_loggers, wandb_run_dir
 
 log = logging.getLogger("ganforge")
 
@@ -175,7 +178,7 @@ def resolve_ckpt_path(value: str | None, run_dir: str) -> str | None:
         return None
     # Lightning's CSVLogger deletes an existing metrics.csv when it starts: keep the earlier segment's
     metrics = Path(run_dir) / "csv" / "metrics.csv"
-    if metrics.is_file():
+    if metrics.is_file() and rank_zero_only.rank == 0:
         n = len(list(metrics.parent.glob("metrics.part*.csv")))
         metrics.rename(metrics.with_name(f"metrics.part{n}.csv"))
     return str(path)
@@ -207,10 +210,40 @@ def check_checkpoint(path: str, module: GANModule) -> dict[str, Any]:
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Build and fit; returns ``cfg.optimized_metric`` (for sweepers) when set and logged."""
+    """Build and fit; returns ``cfg.optimized_metric`` (for sweepers) when set and logged.
+
+    Every run keeps ``status.json`` in its run dir (see :mod:`ganforge.sweeps`). In a multirun, a job
+    that completed before (same sweep dir, same overrides) is skipped, and one that did not continues
+    from its ``checkpoints/last.ckpt``: re-running an interrupted sweep's command resumes the sweep.
+    """
     # ganforge checkpoints the post-update state on purpose; Lightning's hint about it is noise here
     warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    job = hydra_job()
+    run_dir, overrides = Path(cfg.paths.output_dir), job.get("overrides", [])
+    rank0 = rank_zero_only.rank == 0
+    if job.get("sweep_dir") is not None:
+        prev = previous_job(run_dir, overrides)
+        if prev and prev.get("status") == "completed":
+            log.info("%s: completed earlier, skipping (result %s)", run_dir, prev.get("result"))
+            return prev.get("result")
+        if not cfg.get("ckpt_path"):  # the ranks it starts get the same (strategies.rank_command)
+            cfg.ckpt_path = "last"
+    if rank0:
+        write_status(run_dir, "running", overrides=overrides, started=time.strftime("%Y-%m-%dT%H:%M:%S"), error="")
+    try:
+        result = _fit(cfg)
+    except BaseException as e:
+        if rank0:
+            interrupted = isinstance(e, (SIGTERMException, KeyboardInterrupt))
+            write_status(run_dir, "interrupted" if interrupted else "failed", error=f"{type(e).__name__}: {e}".splitlines()[0][:500])
+        raise
+    if rank0:
+        write_status(run_dir, "completed", result=result[0], metrics=result[1])
+    return result[0]
+
+
+def _fit(cfg: DictConfig) -> tuple[float | None, dict[str, float]]:
     run = build(cfg)
     log.info("run dir: %s", run.trainer.default_root_dir)
     ok = False
@@ -222,9 +255,11 @@ def train(cfg: DictConfig) -> float | None:
             summarize(run.trainer)
         for lg in wandb_loggers(run.trainer.loggers):  # the next multirun job starts its own wandb run
             lg.finish(ok)
+    final = {k: float(v) for k, v in run.trainer.callback_metrics.items() if k.startswith(("train/", "val/")) and v.numel() == 1}
     metric = cfg.get("optimized_metric")
-    value = run.trainer.callback_metrics.get(metric) if metric else None
-    return float(value) if value is not None else None
+    if metric and metric not in final:
+        log.warning("optimized_metric=%s was not logged (logged: %s): the sweeper gets no value", metric, ", ".join(sorted(final)))
+    return final.get(metric) if metric else None, final
 
 
 def summarize(trainer: L.Trainer) -> None:
@@ -255,8 +290,39 @@ def _in_multirun() -> bool:
         return False
 
 
+# Hydra plugins behind config choices (the `sweeps` extra): named before Hydra's own, longer error
+PLUGINS = {
+    "hparams_search=optuna": "hydra_plugins.hydra_optuna_sweeper",
+    "hydra/sweeper=optuna": "hydra_plugins.hydra_optuna_sweeper",
+    "hydra/launcher=joblib": "hydra_plugins.hydra_joblib_launcher",
+    "hydra/launcher=submitit": "hydra_plugins.hydra_submitit_launcher",
+    "hydra/launcher=slurm": "hydra_plugins.hydra_submitit_launcher",
+}
+
+
+def check_plugins(argv: list[str]) -> None:
+    for arg in argv:
+        for prefix, module in PLUGINS.items():
+            if arg.startswith(prefix) and _missing(module):
+                plugin = module.split(".")[1].replace("_", "-")
+                print(f"error: {arg} needs the Hydra plugin {plugin}: pip install '{plugin}' (or ganforge[sweeps])", file=sys.stderr)
+                sys.exit(2)
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:  # hydra_plugins is a namespace package: absent when no plugin is installed
+        return True
+
+
+def main() -> Any:
+    check_plugins(sys.argv[1:])
+    return _hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def main(cfg: DictConfig) -> Any:
+def _hydra_main(cfg: DictConfig) -> Any:
     try:
         return train(cfg)
     except SIGTERMException:  # CheckpointOnSigterm has saved last.ckpt and said where
