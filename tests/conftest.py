@@ -26,3 +26,12 @@ def run_train(tmp_path):
         return proc, run_dir
 
     return _run
+
+
+def run_benchmark(script: str, *args: str, timeout: int = 300) -> str:
+    """Run ``benchmarks/<script>`` with ``args``; its stdout, after checking it exited 0."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

@@ -70,7 +70,7 @@ def evaluate_checkpoint(args: dict[str, Any]) -> dict[str, Any]:
         inception_weights=args["inception_weights"] or run_metrics.get("inception_weights"), probe_steps=4000,
     )  # fmt: skip
     results = evaluator.evaluate(gen, dm, device)
-    for name in evaluator._unavailable:
+    for name in evaluator.unavailable:
         skipped[f"fid/kid ({name})"] = "feature network unavailable (see the warning above)"
     if "jsd_d" in wanted:
         value = _jsd_of_run_discriminator(args["ckpt_path"], cfg, info["data_shape"], gen, dm, int(args["n"]), int(args["seed"]), device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 import time
 import warnings
@@ -25,6 +26,7 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from ganforge.callbacks import AtomicCheckpointIO, RunConfigInCheckpoint
 from ganforge.config import ConfigError, config_dir
@@ -75,6 +77,8 @@ def build(cfg: DictConfig) -> Run:
     if int(cfg.max_iters) < 1:
         raise ConfigError(f"max_iters must be >= 1, got {cfg.max_iters}")
     datamodule = build_datamodule(cfg.dataset, batch_multiplier=cfg.d_steps, seed=cfg.seed)
+    if hasattr(datamodule, "prepare") and int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0))) == 0:
+        datamodule.prepare()  # files present or downloaded, or one clear line, before any model is built
     if datamodule.batch_size % int(cfg.pack):
         raise ConfigError(f"dataset.batch_size={datamodule.batch_size} is not a multiple of pack={cfg.pack}: change one of them")
     generator, discriminator = build_models(cfg, datamodule.shape)
@@ -325,6 +329,13 @@ def main() -> Any:
 def _hydra_main(cfg: DictConfig) -> Any:
     try:
         return train(cfg)
+    except MissingMandatoryValue as e:  # a `???` in the config the user has not set
+        key = e.full_key or "a required setting"
+        error = ConfigError(f"{key} has no value: set it on the command line, e.g. {key}=...")
+        if _in_multirun():
+            raise error from None
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     except SIGTERMException:  # CheckpointOnSigterm has saved last.ckpt and said where
         if _in_multirun():
             raise

@@ -92,6 +92,11 @@ class GANEvaluator:
         if int(self.n_samples) < 2:
             raise ValueError(f"metrics.n_samples must be >= 2, got {self.n_samples}")
 
+    @property
+    def unavailable(self) -> list[str]:
+        """Feature networks that could not be loaded (their metrics were skipped, with a warning)."""
+        return sorted(self._unavailable)
+
     def _extractor(self, name: str, device: torch.device) -> nn.Module | None:
         if name in self._unavailable:
             return None

@@ -1,0 +1,205 @@
+"""The standard image datasets from their real on-disk formats: the shared MNIST test split, and small
+Fashion-MNIST (IDX/gzip), CIFAR-10 (pickle batches), image-folder and CelebA files written here."""
+
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import MNIST_RAW, run_benchmark
+from ganforge.config import ConfigError
+from ganforge.data import (
+    CelebADataModule,
+    CIFAR10DataModule,
+    DatasetUnavailable,
+    FashionMNISTDataModule,
+    ImageFolderDataModule,
+    MNISTDataModule,
+)
+from ganforge.data.idx import read_idx
+from ganforge.data.vision import resize_uint8
+
+
+def loaded(dm):
+    dm.setup()
+    return dm.train_data, dm.val_data
+
+
+@pytest.mark.skipif(not MNIST_RAW.is_dir(), reason="needs ../shared/data/MNIST/raw beside the repo")
+def test_mnist_test_split_from_the_shared_raw_files():
+    dm = MNISTDataModule(root=str(MNIST_RAW.parents[1]), split="test", subset=1000, resolution=32, download=False)
+    (xt, yt), (xv, yv) = loaded(dm)
+    assert (xt.shape, xv.shape) == ((900, 1, 32, 32), (100, 1, 32, 32)) and xt.dtype == torch.uint8
+    images = read_idx(MNIST_RAW / "t10k-images-idx3-ubyte.gz")[:1000]
+    labels = read_idx(MNIST_RAW / "t10k-labels-idx1-ubyte.gz")[:1000].long()
+    assert sorted(torch.cat([yt, yv]).tolist()) == sorted(labels.tolist())
+    # every stored image is one of the first 1000 test images, resized once, with its own label
+    resized = resize_uint8(images.unsqueeze(1), 32)
+    match = (xt[:20, None].float() - resized[None].float()).abs().flatten(2).amax(-1).argmin(1)
+    assert torch.equal(labels[match], yt[:20])
+    assert int(images[0].max()) == 255 and 200 < int(xt.max()) <= 255
+    full = MNISTDataModule(root=str(MNIST_RAW.parents[1]), split="test", resolution=28, download=False)
+    (xt, _), (xv, _) = loaded(full)
+    assert len(xt) + len(xv) == 10_000
+
+
+def _write_idx(path, array):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_gzipped_idx_files(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (50, 28, 28)), rng.integers(0, 10, 50)
+    _write_idx(raw / "train-images-idx3-ubyte.gz", images)
+    _write_idx(raw / "train-labels-idx1-ubyte.gz", labels)
+    dm = FashionMNISTDataModule(root=str(tmp_path), resolution=28, val_fraction=0.2, download=False)
+    (xt, yt), (xv, yv) = loaded(dm)
+    x, y = torch.cat([xt, xv]), torch.cat([yt, yv])
+    order = torch.cat(list(dm_split_order(50, 0.2)))
+    assert torch.equal(x[:, 0], torch.from_numpy(images.astype(np.uint8))[order])
+    assert torch.equal(y, torch.from_numpy(labels)[order])
+    with pytest.raises(DatasetUnavailable, match=r"dataset fashion_mnist: .*t10k-images-idx3-ubyte.gz not found and dataset.download=false"):
+        FashionMNISTDataModule(root=str(tmp_path), split="test", download=False).prepare()
+
+
+def dm_split_order(n, val_fraction):
+    from ganforge.data.images import split_indices
+
+    return split_indices(n, val_fraction, 0)
+
+
+def test_cifar10_reads_the_pickle_batches_channel_first(tmp_path):
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data, labels = rng.integers(0, 256, (4, 3072)).astype(np.uint8), rng.integers(0, 10, 4).tolist()
+        batches[name] = (data, labels)
+        with open(d / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, f)
+    dm = CIFAR10DataModule(root=str(tmp_path), split="test", val_fraction=0.25, download=False)
+    (xt, yt), (xv, yv) = loaded(dm)
+    x, y = torch.cat([xt, xv]), torch.cat([yt, yv])
+    order = torch.cat(list(dm_split_order(4, 0.25)))
+    data, labels = batches["test_batch"]
+    # a row is 1024 red, then 1024 green, then 1024 blue values, each row-major 32x32
+    assert torch.equal(x[0, 1], torch.from_numpy(data[order[0], 1024:2048].reshape(32, 32)))
+    assert y.tolist() == [labels[i] for i in order]
+    train = CIFAR10DataModule(root=str(tmp_path), val_fraction=0.25, download=False)
+    (xt, _), (xv, _) = loaded(train)
+    assert len(xt) + len(xv) == 20 and xt.shape[1:] == (3, 32, 32)
+    (d / "data_batch_3").unlink()
+    with pytest.raises(DatasetUnavailable, match=r"cifar-10-batches-py/data_batch_3 not found .* set dataset.root"):
+        CIFAR10DataModule(root=str(tmp_path), download=False).prepare()
+
+
+def _folder(tmp_path):
+    rng = np.random.default_rng(2)
+    for cls, n in (("cats", 3), ("dogs", 4)):
+        (tmp_path / cls / "deeper").mkdir(parents=True)
+        for i in range(n):
+            sub = tmp_path / cls / ("deeper" if i % 2 else "")
+            Image.fromarray(rng.integers(0, 256, (40, 60, 3)).astype(np.uint8)).save(sub / f"{i}.png")
+    (tmp_path / "dogs" / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("ignored")
+
+
+def test_image_folder_classes_crop_and_corrupt_files(tmp_path, caplog):
+    _folder(tmp_path)
+    dm = ImageFolderDataModule(root=str(tmp_path), resolution=16, val_fraction=0.3)
+    with caplog.at_level("WARNING", logger="ganforge"):
+        (xt, yt), (xv, yv) = loaded(dm)
+    assert len(xt) + len(xv) == 7 and xt.shape[1:] == (3, 16, 16)
+    assert sorted(torch.cat([yt, yv]).tolist()) == [0, 0, 0, 1, 1, 1, 1]
+    assert "skipped 1 unreadable image(s), first: " in caplog.text and "broken.jpg" in caplog.text
+    # centre crop: a 60x40 image whose middle 40x40 is white comes out white
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, 10:50] = 255
+    single = tmp_path / "single"
+    single.mkdir()
+    for i in range(2):
+        Image.fromarray(img).save(single / f"{i}.png")
+    (xt, _), _ = loaded(ImageFolderDataModule(root=str(single), resolution=8, channels=1, val_fraction=0.5))
+    assert xt.shape == (1, 1, 8, 8) and int(xt.min()) == 255
+    with pytest.raises(ConfigError, match=r"cannot read .*broken.jpg .*set dataset.on_error=skip"):
+        loaded(ImageFolderDataModule(root=str(tmp_path), resolution=16, on_error="raise"))
+    with pytest.raises(DatasetUnavailable, match="no images"):
+        ImageFolderDataModule(root=str(tmp_path / "nothing")).prepare()
+
+
+def test_celeba_layout_is_centre_cropped_to_64(tmp_path):
+    d = tmp_path / "celeba" / "img_align_celeba"
+    d.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((218, 178, 3), 40 * i, np.uint8)).save(d / f"{i:06d}.jpg")
+    (xt, _), (xv, _) = loaded(CelebADataModule(root=str(tmp_path), val_fraction=0.25, download=False))
+    assert xt.shape[1:] == (3, 64, 64) and len(xt) + len(xv) == 4
+    with pytest.raises(DatasetUnavailable, match=r"dataset celeba: no images in .*img_align_celeba and dataset.download=false"):
+        CelebADataModule(root=str(tmp_path / "empty"), download=False).prepare()
+
+
+def test_bad_split_and_subset_are_config_errors():
+    with pytest.raises(ConfigError, match="dataset.split=val is not one of train, test"):
+        MNISTDataModule(split="val")
+    with pytest.raises(ConfigError, match="dataset.subset=1 must be at least 2"):
+        MNISTDataModule(subset=1)
+
+
+@pytest.mark.slow
+def test_missing_dataset_stops_in_one_line_before_any_model_is_built(run_train, tmp_path):
+    proc, run = run_train("dataset=cifar10", f"dataset.root={tmp_path / 'nowhere'}", "dataset.download=false", check=False)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert err[-1].startswith("error: dataset cifar10: ") and "cifar-10-batches-py/data_batch_1 not found" in err[-1]
+    assert "Traceback" not in proc.stderr and not (run / "checkpoints").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST_RAW.is_dir(), reason="needs ../shared/data/MNIST/raw beside the repo")
+def test_dcgan_on_the_mnist_test_split_gets_closer_to_the_data(run_train):
+    proc, run = run_train(
+        "dataset=mnist", f"dataset.root={MNIST_RAW.parents[1]}", "dataset.split=test", "dataset.subset=3000",
+        "dataset.batch_size=32", "model.generator.base_width=16", "model.discriminator.base_width=16",
+        "max_iters=300", "val_every=100", "log_every=50", "sample_every=300", "ckpt_every=300",
+        "metrics.names=[fid]", "metrics.n_samples=1000", "logger=csv",
+    )
+    import csv
+
+    rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
+    fid = [float(r["val/fid_lenet"]) for r in rows if r.get("val/fid_lenet")]
+    assert len(fid) == 3 and fid[-1] < 0.7 * fid[0], fid
+    assert (run / "samples" / "iter_000300.png").stat().st_size > 5000
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST_RAW.is_dir(), reason="needs ../shared/data/MNIST/raw beside the repo")
+def test_loader_benchmark_runs_and_reports_a_ratio():
+    import json
+
+    out = json.loads(run_benchmark("data_loader.py", "--root", str(MNIST_RAW.parents[1]), "--batches", "10", "--rounds", "1").splitlines()[-1])
+    assert out["ganforge_batches_per_s"] > 0 and out["torchvision_batches_per_s"] > 0
+    assert out["ratio_ganforge_over_torchvision"] == pytest.approx(out["ganforge_batches_per_s"] / out["torchvision_batches_per_s"], rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "celeba"])
+def test_dcgan_recipes_have_the_published_settings(name):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import REPO
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", [f"experiment=dcgan_{name}"])
+    assert cfg.dataset.name == name and cfg.dataset.resolution == 64 and cfg.dataset.batch_size == 128
+    assert cfg.model.generator.base_width == cfg.model.discriminator.base_width == 64 and cfg.model.generator.latent_dim == 100
+    for opt in (cfg.optim.generator, cfg.optim.discriminator):
+        assert opt.lr == 2e-4 and list(opt.betas) == [0.5, 0.999]
+    assert cfg.loss.name == "nonsaturating" and cfg.trainer.accelerator == "gpu"
