@@ -111,19 +111,31 @@ def test_unknown_model_lists_the_options(run_train):
 
 
 def test_missing_and_mismatched_checkpoints_are_clear_errors(run_train, tmp_path):
-    proc, _ = run_train(*RING, "ckpt_path=/nonexistent/last.ckpt", check=False, run_dir=tmp_path / "a")
-    assert "does not exist" in _one_line_error(proc)
+    assert "does not exist" in build_error(tmp_path / "a", *RING, "ckpt_path=/nonexistent/last.ckpt")
     _, run = run_train(*RING, "max_iters=2", "ckpt_every=2", run_dir=tmp_path / "b")
-    proc, _ = run_train(*RING, "model.generator.hidden=32", f"ckpt_path={run}/checkpoints/last.ckpt", check=False, run_dir=tmp_path / "c")
-    msg = _one_line_error(proc)
+    msg = build_error(tmp_path / "c", *RING, "model.generator.hidden=32", f"ckpt_path={run}/checkpoints/last.ckpt")
     assert "does not match this model" in msg and "generator.net.0.weight" in msg
 
 
-def test_pack_must_divide_batch_and_gradient_penalty_refuses_batchnorm(run_train, tmp_path):
-    proc, _ = run_train(*RING, "pack=3", check=False, run_dir=tmp_path / "a")
-    assert "not a multiple of pack=3" in _one_line_error(proc)
-    proc, _ = run_train("loss=wgan_gp", check=False, run_dir=tmp_path / "b")
-    assert "model.discriminator.norm=layer" in _one_line_error(proc)
+def build_error(tmp_path, *overrides: str) -> str:
+    """The ConfigError message ``build`` raises for ``overrides`` (in-process: no subprocess start-up;
+    the one-line printing on the command line is covered by the subprocess tests above)."""
+    from hydra import compose, initialize_config_dir
+
+    from ganforge.cli.train import build
+    from ganforge.config import ConfigError
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", [*overrides, f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError) as e:
+        build(cfg)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_pack_must_divide_batch_and_gradient_penalty_refuses_batchnorm(tmp_path):
+    assert "not a multiple of pack=3" in build_error(tmp_path, *RING, "pack=3")
+    assert "model.discriminator.norm=layer" in build_error(tmp_path, "loss=wgan_gp", "logger=csv")
 
 
 def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
@@ -146,13 +158,10 @@ def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
     assert 0 <= float(logged["val/mode_kl"]) < 0.5 and 0 <= float(logged["val/jsd_probe"]) < 0.5, logged
 
 
-def test_unsupported_strategies_are_one_line_errors(run_train):
-    proc, _ = run_train(*RING, "trainer.accelerator=cpu", "trainer.strategy=fsdp", check=False)
-    assert "trainer.strategy=ddp" in _one_line_error(proc)
-    proc, _ = run_train(*RING, "trainer.accelerator=cpu", "trainer.strategy=deepspeed", check=False)
-    assert "trainer.strategy=ddp" in _one_line_error(proc)
-    proc, _ = run_train(*RING, "trainer.accelerator=cpu", "trainer.strategy=nonsense", check=False)
-    assert "trainer settings" in _one_line_error(proc)
+def test_unsupported_strategies_are_one_line_errors(tmp_path):
+    for strategy in ("fsdp", "deepspeed"):
+        assert "trainer.strategy=ddp" in build_error(tmp_path, *RING, "trainer.accelerator=cpu", f"trainer.strategy={strategy}")
+    assert "trainer settings" in build_error(tmp_path, *RING, "trainer.accelerator=cpu", "trainer.strategy=nonsense")
 
 
 def test_throughput_benchmark_runs_and_reports_a_ratio():
