@@ -126,6 +126,11 @@ def test_optuna_search_runs_three_trials_and_reports_the_best(tmp_path):
     assert best["best_value"] == pytest.approx(min(values), rel=1e-6)
     assert set(best["best_params"]) == {"optim.generator.lr", "optim.discriminator.lr", "optim.generator.betas.0",
                                         "optim.discriminator.betas.0", "d_steps"}
+    # re-run into the same dir: the seeded sampler proposes the same trials, which are found completed
+    proc, _ = multirun(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=3",
+                       "optimized_metric=val/jsd_probe")
+    assert (proc.stdout + proc.stderr).count("completed earlier, skipping") == 3
+    assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"] == best["best_value"]
 
 
 def test_slurm_launcher_is_sized_from_the_trainer_settings():
