@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,14 @@ from typing import Any
 
 class ConfigError(ValueError):
     """A bad or incompatible setting; its message names the problem and the fix, in one line."""
+
+
+def register_resolvers() -> None:
+    """Interpolations the configs use: ``${mul:100,${pack}}`` (integer product, e.g. a batch of 100 packed groups)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("mul", lambda *xs: math.prod(int(x) for x in xs), replace=True)
+
 
 
 def config_dir() -> Path:

@@ -1,0 +1,285 @@
+"""PacGAN's Table 1 (Lin et al. 2018) in one command: mode collapse on the 2D ring and grid, over seeds.
+
+``python benchmarks/mode_collapse.py`` (``ganforge-modes``) trains every method on ``ring8`` and ``grid25`` for
+each seed as one Hydra multirun per method (joblib launcher: ``--jobs`` runs at once), then evaluates every
+run's final generator on 2,500 samples with the published protocol (:func:`ganforge.metrics.modes.mode_coverage`:
+high quality = within 3 stds of the nearest mode, a mode is captured with >= 1 such sample, reverse KL =
+KL(histogram of HQ samples over modes || uniform)) and writes, in ``--out``:
+
+- ``table.md``: mean ± standard error over seeds of modes, HQ % and reverse KL per method and dataset, beside
+  the published rows, with the command, commit, machine and wall time;
+- ``runs.csv``: one row per run; ``scatter_<method>_<dataset>.png``: one panel per seed against the true modes.
+
+Sweeps are resumable (see :mod:`ganforge.sweeps`): re-running the command skips finished runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ganforge.metrics.modes import mode_coverage
+from ganforge.sweeps import read_status
+
+DATASETS = ("ring8", "grid25")
+EVAL_SAMPLES = 2500  # the published protocol's sample count
+EVAL_SEED = 2333  # fixed noise for the final evaluation (PacGAN's GraphLogger seed)
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str
+    overrides: tuple[str, ...]
+
+
+METHODS: dict[str, Method] = {
+    "gan": Method("GAN (ganforge, paper's setup)", ("experiment=pacgan_toy", "pack=1")),
+    "pacgan2": Method("PacGAN2 (ganforge, paper's setup)", ("experiment=pacgan_toy", "pack=2")),
+    "pacgan3": Method("PacGAN3 (ganforge, paper's setup)", ("experiment=pacgan_toy", "pack=3")),
+    "pacgan4": Method("PacGAN4 (ganforge, paper's setup)", ("experiment=pacgan_toy", "pack=4")),
+    "ganforge": Method("**ganforge recipe** (`experiment=modes_best`)", ("experiment=modes_best",)),
+}
+
+# PacGAN, Table 1 (mean ± standard error over 10 trials): (modes, se), (HQ %, se), (reverse KL, se) per dataset
+PUBLISHED: dict[str, dict[str, tuple[tuple[float, float], ...]]] = {
+    "GAN (published)": {"ring8": ((6.3, 0.5), (98.2, 0.2), (0.45, 0.09)), "grid25": ((17.3, 0.8), (94.8, 0.7), (0.70, 0.07))},
+    "ALI (published)": {"ring8": ((6.6, 0.3), (97.6, 0.4), (0.36, 0.04)), "grid25": ((24.1, 0.4), (95.7, 0.6), (0.14, 0.03))},
+    "PacGAN2 (published)": {"ring8": ((7.9, 0.1), (95.6, 2.0), (0.07, 0.03)), "grid25": ((23.8, 0.7), (91.3, 0.8), (0.13, 0.04))},
+    "PacGAN3 (published)": {"ring8": ((7.8, 0.1), (97.7, 0.3), (0.10, 0.02)), "grid25": ((24.6, 0.4), (94.2, 0.4), (0.06, 0.02))},
+    "PacGAN4 (published)": {"ring8": ((7.8, 0.1), (95.9, 1.4), (0.07, 0.02)), "grid25": ((24.8, 0.2), (93.6, 0.6), (0.04, 0.01))},
+}
+N_MODES = {"ring8": 8, "grid25": 25}
+
+
+# ------------------------------------------------------------------ training
+def sweep_command(method: str, datasets: list[str], seeds: int, out: Path, jobs: int, extra: list[str]) -> list[str]:
+    m = METHODS[method]
+    cmd = [sys.executable, "-m", "ganforge.cli.train", "-m", *m.overrides, f"dataset={','.join(datasets)}",
+           f"seed={','.join(map(str, range(seeds)))}", f"hydra.sweep.dir={out / method}", "hydra.sweep.subdir=${dataset.name}-seed${seed}",
+           "logger=csv", *extra]  # fmt: skip
+    if jobs > 1:
+        cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+    return cmd
+
+
+def train(methods: list[str], datasets: list[str], seeds: int, out: Path, jobs: int, extra: list[str]) -> None:
+    env = dict(os.environ)
+    if jobs > 1:  # one intra-op thread per job: `jobs` processes share the cores instead of fighting over them
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    for method in methods:
+        cmd = sweep_command(method, datasets, seeds, out, jobs, extra)
+        print(f"[{method}] {shlex.join(cmd)}", flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env)
+        print(f"[{method}] finished in {time.perf_counter() - t0:.0f} s (exit {proc.returncode})", flush=True)
+
+
+# ------------------------------------------------------------------ evaluation
+@dataclass
+class RunResult:
+    method: str
+    dataset: str
+    seed: int
+    status: str
+    modes: float = math.nan
+    hq: float = math.nan  # percent
+    kl: float = math.nan
+    wall_s: float = math.nan
+    span: tuple[str, str] = ("", "")  # started, finished (ISO times from status.json)
+    iters: int = 0
+    samples: torch.Tensor | None = None
+
+
+def _wall(st: dict) -> float:
+    try:
+        t0, t1 = (dt.datetime.fromisoformat(st[k]) for k in ("started", "updated"))
+        return (t1 - t0).total_seconds()
+    except (KeyError, ValueError):
+        return math.nan
+
+
+def evaluate_run(run_dir: Path, method: str) -> RunResult | None:
+    from ganforge.cli.sample import load_generator, sample
+    from ganforge.cli.train import build_datamodule
+
+    st = read_status(run_dir)
+    if st is None:
+        return None
+    ov = dict(o.split("=", 1) for o in st.get("overrides", []) if "=" in o)
+    res = RunResult(method, ov.get("dataset", "?"), int(ov.get("seed", 0)), st.get("status", "?"), wall_s=_wall(st),
+                    span=(st.get("started", ""), st.get("updated", "")))
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if res.status != "completed" or not ckpt.is_file():
+        return res
+    gen, meta = load_generator(ckpt)
+    dm = build_datamodule(meta["config"]["dataset"])
+    x = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED))
+    cov = mode_coverage(x, dm.modes, dm.stds)
+    res.modes, res.hq, res.kl, res.samples = float(cov.modes), 100 * cov.hq_frac, cov.mode_kl, x
+    res.iters = int(meta.get("global_step") or 0)
+    return res
+
+
+def evaluate(out: Path, methods: list[str]) -> list[RunResult]:
+    results = []
+    for method in methods:
+        d = out / method
+        for run_dir in sorted((p for p in d.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name)) if d.is_dir() else []:
+            r = evaluate_run(run_dir, method)
+            if r is not None:
+                results.append(r)
+    return results
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    v = [x for x in values if not math.isnan(x)]
+    if not v:
+        return math.nan, math.nan
+    m = sum(v) / len(v)
+    if len(v) < 2:
+        return m, math.nan
+    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+    return m, sd / math.sqrt(len(v))
+
+
+def _fmt(m: float, se: float, digits: int, pct: bool = False) -> str:
+    if math.isnan(m):
+        return "–"
+    s = f"{m:.{digits}f}" + ("" if math.isnan(se) else f" ± {se:.{digits}f}")
+    return s + ("%" if pct else "")
+
+
+def table(results: list[RunResult], methods: list[str], datasets: list[str]) -> str:
+    head = "| method | " + " | ".join(f"{d} modes /{N_MODES.get(d, '?')} | {d} HQ | {d} rev. KL" for d in datasets) + " | runs |"
+    lines = [head, "|---|" + "---|" * (3 * len(datasets) + 1)]
+    for label, row in PUBLISHED.items():
+        cells = []
+        for d in datasets:
+            (m, ms), (h, hs), (k, ks) = row[d]
+            cells += [_fmt(m, ms, 1), _fmt(h, hs, 1, True), _fmt(k, ks, 2)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " | 10 |")
+    for method in methods:
+        cells, counts = [], []
+        for d in datasets:
+            rs = [r for r in results if r.method == method and r.dataset == d]
+            ok = [r for r in rs if r.status == "completed"]
+            counts.append(f"{len(ok)}/{len(rs)}" if len(ok) != len(rs) else str(len(ok)))
+            cells += [_fmt(*mean_se([r.modes for r in ok]), 1), _fmt(*mean_se([r.hq for r in ok]), 1, True),
+                      _fmt(*mean_se([r.kl for r in ok]), 3)]  # fmt: skip
+        lines.append(f"| {METHODS[method].label} | " + " | ".join(cells) + f" | {', '.join(counts)} |")
+    return "\n".join(lines)
+
+
+def scatter_grids(results: list[RunResult], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ganforge.data import Grid25DataModule, Ring8DataModule
+
+    modes = {"ring8": Ring8DataModule().modes, "grid25": Grid25DataModule().modes}
+    paths = []
+    for method, dataset in sorted({(r.method, r.dataset) for r in results}):
+        rs = sorted((r for r in results if r.method == method and r.dataset == dataset), key=lambda r: r.seed)
+        cols = min(5, len(rs))
+        rows = math.ceil(len(rs) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows), squeeze=False)
+        for ax in axes.flat:
+            ax.set_axis_off()
+        for ax, r in zip(axes.flat, rs):
+            lim = 2.6 if dataset == "ring8" else 5.2
+            if dataset in modes:
+                mu = modes[dataset]
+                ax.scatter(mu[:, 0], mu[:, 1], s=40, facecolors="none", edgecolors="tab:red", linewidths=0.8)
+            if r.samples is not None:
+                ax.scatter(r.samples[:, 0], r.samples[:, 1], s=1, c="k", alpha=0.3, rasterized=True, zorder=3)
+                title = f"seed {r.seed}: {r.modes:.0f} modes, {r.hq:.0f}% HQ"
+            else:
+                title = f"seed {r.seed}: {r.status}"
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=title)
+            ax.title.set_fontsize(8)
+        fig.suptitle(f"{METHODS[method].label.replace('*', '').replace('`', '')} on {dataset}", fontsize=10)
+        fig.tight_layout()
+        p = out / f"scatter_{method}_{dataset}.png"
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def write_outputs(results: list[RunResult], methods: list[str], datasets: list[str], out: Path, command: str) -> str:
+    with open(out / "runs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "iterations", "wall_s"])
+        for r in results:
+            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.iters, r.wall_s])
+    walls = [r.wall_s for r in results if not math.isnan(r.wall_s)]
+    starts, ends = [r.span[0] for r in results if r.span[0]], [r.span[1] for r in results if r.span[1]]
+    elapsed = (dt.datetime.fromisoformat(max(ends)) - dt.datetime.fromisoformat(min(starts))).total_seconds() if starts and ends else math.nan
+    per_method = []
+    for method in methods:
+        for d in datasets:
+            w = [r.wall_s for r in results if r.method == method and r.dataset == d and not math.isnan(r.wall_s)]
+            if w:
+                per_method.append(f"{method}/{d} {sum(w) / len(w):.0f} s")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
+    text = (
+        f"{table(results, methods, datasets)}\n\n"
+        f"Command: `{command}`  \nCommit: {commit}; machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}; {EVAL_SAMPLES} samples per evaluation, mean ± standard error over seeds.  \n"
+        f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end (runs: {sum(walls) / 60:.1f} min "
+        f"in all, several at once); mean per run: {', '.join(per_method)}.\n"
+    )
+    (out / "table.md").write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="ganforge-modes", description=__doc__.splitlines()[0])
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per method and dataset")
+    p.add_argument("--jobs", type=int, default=2, help="runs at once (joblib launcher); 1 = Hydra's basic launcher")
+    p.add_argument("--out", type=Path, default=Path("results/mode_collapse"))
+    p.add_argument("--summarize-only", action="store_true", help="only evaluate the runs already in --out")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. max_iters=100")
+    a = p.parse_args(argv)
+    methods = [m for m in a.methods.split(",") if m]
+    datasets = [d for d in a.datasets.split(",") if d]
+    unknown = [m for m in methods if m not in METHODS] + [d for d in datasets if d not in DATASETS]
+    if unknown:
+        p.error(f"unknown method or dataset {', '.join(unknown)}: methods are {', '.join(METHODS)}; datasets {', '.join(DATASETS)}")
+    if a.seeds < 1:
+        p.error("--seeds must be >= 1")
+    out = a.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if not a.summarize_only:
+        train(methods, datasets, a.seeds, out, a.jobs, a.overrides)
+    results = evaluate(out, methods)
+    if not results:
+        print(f"error: no runs found under {out}: run without --summarize-only first", file=sys.stderr)
+        return 1
+    scatter_grids(results, out)
+    command = shlex.join(["python", "benchmarks/mode_collapse.py", *argv])
+    print(write_outputs(results, methods, datasets, out, command))
+    print(f"written: {out / 'table.md'}, {out / 'runs.csv'}, {out}/scatter_*.png")
+    failed = [r for r in results if r.status != "completed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

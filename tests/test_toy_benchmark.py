@@ -1,0 +1,82 @@
+"""PacGAN's Table 1 protocol: the paper's networks, the batch of packed groups, and the one-command benchmark."""
+
+import csv
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+from ganforge.models import MLPDiscriminator, MLPGenerator
+from ganforge.models.mlp import Maxout
+from ganforge.toy_benchmark import PUBLISHED, mean_se, table, RunResult
+
+
+def test_maxout_is_the_max_over_pieces_of_one_linear_map():
+    torch.manual_seed(0)
+    m = Maxout(3, 4, pieces=5)
+    x = torch.randn(7, 3)
+    full = m.linear(x).reshape(7, 4, 5)
+    assert torch.equal(m(x), full.max(-1).values)
+    with pytest.raises(ValueError, match="at least 2 pieces"):
+        Maxout(3, 4, pieces=1)
+
+
+def test_pacgan_discriminator_sizes_follow_the_paper():
+    # fjxmlzn/PacGAN synthetic_data_experiments: 3 maxout layers (200 units x 5 pieces) on 2 * pack inputs, linear out
+    for pack in (1, 4):
+        d = MLPDiscriminator([2], hidden=200, layers=3, pack=pack, maxout=5, init_std=0.02)
+        expected = (2 * pack * 1000 + 1000) + 2 * (200 * 1000 + 1000) + 201
+        assert sum(p.numel() for p in d.parameters()) == expected
+        assert d(torch.randn(8 * pack, 2)).shape == (8,)
+    g = MLPGenerator(2, [2], hidden=400, layers=4, batchnorm=True, init_std=0.02)
+    w = [m.weight for m in g.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(w) == 5 and all(abs(float(x.std()) - 0.02) < 0.004 for x in w[1:-1])
+
+
+def test_the_experiment_batches_100_packed_groups(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", ["experiment=pacgan_toy", "pack=3", "dataset=grid25", f"paths.output_dir={tmp_path}"])
+    assert cfg.dataset.batch_size == 300 and cfg.dataset.name == "grid25"
+    assert cfg.model.discriminator.maxout == 5 and cfg.optim.generator.betas[0] == 0.8
+    assert cfg.metrics.n_samples == 2500 and list(cfg.metrics.names) == ["modes"]
+
+
+def test_mean_and_standard_error():
+    m, se = mean_se([1.0, 2.0, 3.0, 4.0, float("nan")])
+    assert m == 2.5 and se == pytest.approx(math.sqrt(5 / 3) / 2)
+    assert math.isnan(mean_se([5.0])[1]) and math.isnan(mean_se([])[0])
+
+
+def test_table_shows_published_rows_beside_ours_and_counts_failures():
+    rs = [RunResult("gan", "ring8", 0, "completed", 8, 99.0, 0.01), RunResult("gan", "ring8", 1, "completed", 6, 97.0, 0.03),
+          RunResult("gan", "ring8", 2, "failed")]  # fmt: skip
+    t = table(rs, ["gan"], ["ring8"])
+    assert all(label in t for label in PUBLISHED)
+    assert "| 7.0 ± 1.0 | 98.0 ± 1.0% | 0.020 ± 0.010 | 2/3 |" in t
+
+
+@pytest.mark.slow
+def test_one_command_benchmark_smoke(tmp_path):
+    """The whole pipeline for one seed and a few iterations: multirun per method, evaluation, table, scatter grids."""
+    out = tmp_path / "bench"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--seeds", "1", "--methods", "gan,ganforge",
+           "--jobs", "1", "--out", str(out), "max_iters=20", "val_every=20", "ckpt_every=20", "sample_every=20"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "runs.csv")))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+    assert {(r["method"], r["dataset"]) for r in rows} == {(m, d) for m in ("gan", "ganforge") for d in ("ring8", "grid25")}
+    assert all(int(r["iterations"]) == 20 and 0 <= float(r["hq_percent"]) <= 100 for r in rows)
+    text = (out / "table.md").read_text()
+    assert "GAN (published)" in text and "ganforge recipe" in text and "Command:" in text
+    for m in ("gan", "ganforge"):
+        for d in ("ring8", "grid25"):
+            assert (out / f"scatter_{m}_{d}.png").stat().st_size > 1000
+    # a second run finds every job done: nothing retrained, the same table
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("completed earlier, skipping") + again.stderr.count("completed earlier, skipping") == 4
