@@ -10,6 +10,7 @@ from ganforge.data.vision import (
     FashionMNISTDataModule,
     ImageFolderDataModule,
     MNISTDataModule,
+    StackedMNISTDataModule,
 )
 
 __all__ = [
@@ -24,5 +25,6 @@ __all__ = [
     "InMemoryDataModule",
     "MNISTDataModule",
     "Ring8DataModule",
+    "StackedMNISTDataModule",
     "TensorBatches",
 ]

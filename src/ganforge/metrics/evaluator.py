@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ganforge.metrics.fid import FeatureStats, MetricUnavailable, extract, get_extractor, kernel_distance, metric_suffix, reference_stats
 from ganforge.metrics.jsd import generator_jsd_1d, probe_jsd
-from ganforge.metrics.modes import mode_coverage
+from ganforge.metrics.modes import digit_stack_counts, histogram_kl, mode_coverage
 
 log = logging.getLogger("ganforge")
 
@@ -139,6 +139,11 @@ class GANEvaluator:
         if "modes" in self.metrics and hasattr(datamodule, "modes") and not is_image:
             cov = mode_coverage(fake.cpu(), datamodule.modes, datamodule.stds)
             out.update({"modes": float(cov.modes), "hq_frac": cov.hq_frac, "mode_kl": cov.mode_kl})
+        if "modes" in self.metrics and is_image and getattr(datamodule, "n_modes", None) == 1000:  # Stacked MNIST
+            lenet = self._extractor("lenet", device)
+            if lenet is not None:
+                counts = coll.all_reduce(digit_stack_counts(fake_local, lenet.net).to(device))
+                out.update({"modes": float((counts > 0).sum()), "mode_kl": histogram_kl(counts.cpu())})
         if "jsd_true" in self.metrics and _true_jsd_applies(generator, datamodule):
             # exact up to binning: the 1-D data density is known, and so is G's pushforward of a 1-D latent
             lo = float(datamodule.modes.min() - 8 * datamodule.stds.max())
