@@ -175,7 +175,7 @@ def test_evaluator_refuses_nan_samples_and_unknown_metrics():
     with pytest.raises(ValueError, match="NaN"):
         GANEvaluator(metrics=["fid"], n_samples=16).evaluate(gen, dm)
     with pytest.raises(ValueError, match="unknown metrics"):
-        GANEvaluator(metrics=["fid", "is"])
+        GANEvaluator(metrics=["fid", "inception_score"])
 
 
 # ----------------------------------------------------------------------------- JSD: theory checked numerically

@@ -62,19 +62,20 @@ def test_table_shows_published_rows_beside_ours_and_counts_failures():
 
 @pytest.mark.slow
 def test_one_command_benchmark_smoke(tmp_path):
-    """The whole pipeline for one seed and a few iterations: multirun per method, evaluation, table, scatter grids."""
+    """The whole pipeline for one seed and a few iterations: multirun per method, evaluation, table, scatter grids.
+    PacGAN3 (batch 300) also checks that validation copes with a last batch that fills no packed group."""
     out = tmp_path / "bench"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--seeds", "1", "--methods", "gan,ganforge",
+    cmd = [sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--seeds", "1", "--methods", "pacgan3,ganforge",
            "--jobs", "1", "--out", str(out), "max_iters=20", "val_every=20", "ckpt_every=20", "sample_every=20"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
-    assert {(r["method"], r["dataset"]) for r in rows} == {(m, d) for m in ("gan", "ganforge") for d in ("ring8", "grid25")}
+    assert {(r["method"], r["dataset"]) for r in rows} == {(m, d) for m in ("pacgan3", "ganforge") for d in ("ring8", "grid25")}
     assert all(int(r["iterations"]) == 20 and 0 <= float(r["hq_percent"]) <= 100 for r in rows)
     text = (out / "table.md").read_text()
     assert "GAN (published)" in text and "ganforge recipe" in text and "Command:" in text
-    for m in ("gan", "ganforge"):
+    for m in ("pacgan3", "ganforge"):
         for d in ("ring8", "grid25"):
             assert (out / f"scatter_{m}_{d}.png").stat().st_size > 1000
     # a second run finds every job done: nothing retrained, the same table

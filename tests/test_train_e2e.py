@@ -172,13 +172,14 @@ def test_throughput_benchmark_runs_and_reports_a_ratio():
 def test_evaluate_cli_prints_a_table_and_writes_json_next_to_the_checkpoint(run_train, tmp_path):
     _, run = run_train(*TINY_DIGITS, "max_iters=4", "ckpt_every=4", "val_every=4", "ema_decay=0.9", "metrics=none")
     ckpt = run / "checkpoints" / "last.ckpt"
-    cmd = [sys.executable, "-m", "ganforge.evaluate", f"ckpt_path={ckpt}", "n=300", f"cache_dir={tmp_path / 'cache'}"]
+    cmd = [sys.executable, "-m", "ganforge.evaluate", f"ckpt_path={ckpt}", "n=300", f"cache_dir={tmp_path / 'cache'}", "metrics=[fid,kid,is,jsd,modes]"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((run / "checkpoints" / "last.eval.json").read_text())
     assert report["generator"] == "g_ema" and report["iteration"] == 4 and report["n"] == 300
     assert set(report["metrics"]) == {"fid_lenet", "kid_lenet", "jsd_probe", "jsd_d"}
     assert -0.05 <= report["metrics"]["jsd_d"] <= math.log(2) and "modes" in report["skipped"]  # an estimate: may dip below 0
+    assert "extractors=[inception]" in report["skipped"]["is"]  # digits use the LeNet: no Inception Score
     assert "fid_lenet" in proc.stdout and "skipped" in proc.stdout
 
     _, ring = run_train(*RING, "max_iters=4", "ckpt_every=4", "loss=hinge", run_dir=tmp_path / "ring")
@@ -190,5 +191,5 @@ def test_evaluate_cli_prints_a_table_and_writes_json_next_to_the_checkpoint(run_
     assert {"modes", "hq_frac", "mode_kl", "jsd_probe"} == set(report["metrics"])
     assert "jsd_d" in report["skipped"] and "fid" in report["skipped"]  # hinge: D is not a probability
 
-    bad = subprocess.run([sys.executable, "-m", "ganforge.evaluate", f"ckpt_path={ckpt}", "metrics=[fid,is]"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "unknown metrics ['is']" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    bad = subprocess.run([sys.executable, "-m", "ganforge.evaluate", f"ckpt_path={ckpt}", "metrics=[fid,inception_score]"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown metrics ['inception_score']" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

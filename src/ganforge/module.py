@@ -317,7 +317,10 @@ class GANModule(L.LightningModule):
         self._val_noise = torch.Generator(device=self.device).manual_seed(self.noise_seed + 7919 * (self.global_rank + 1))
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        real = batch[0]
+        p = getattr(self.discriminator, "pack", 1)
+        real = batch[0][: batch[0].shape[0] // p * p]  # the last batch's leftover rows fill no packed group: dropped
+        if real.shape[0] == 0:
+            return
         fake = self.sampling_generator(self.noise(real.shape[0], self._val_noise))
         r, f = self.discriminator(real), self.discriminator(fake)
         d_loss = self.loss.d_loss(r, f)

@@ -28,6 +28,7 @@ PANELS = [
     ("JSD estimates (nats; lower bounds except jsd_true)", "JSD", ["train/jsd_batch", "val/jsd_d", "val/jsd_probe", "val/jsd_true"], [(math.log(2), "log 2 (disjoint supports)")]),
     ("Fréchet distance (val/fid: Inception; val/fid_<net>: another feature network)", "FID", [r"val/fid(_\w+)?"], []),
     ("Kernel distance", "KID", [r"val/kid(_\w+)?"], []),
+    ("Inception Score (Inception logits only)", "IS", ["val/is"], []),
     ("Mode coverage", "modes captured", ["val/modes"], []),
     ("Sample quality", "fraction / KL", ["val/hq_frac", "val/mode_kl"], []),
 ]

@@ -25,7 +25,10 @@ MODES = ("auto", "online", "offline", "disabled")
 # Overrides that say where or how a run is stored, logged or measured, not what is trained: left out of run names.
 NAME_EXCLUDE = ("ckpt_path", "paths", "logger", "callbacks", "hydra", "metrics", "log_every", "val_every", "sample_every", "ckpt_every")
 # Best value over a run for the wandb run table and sweep views (the rest keep wandb's "last").
-SUMMARIES = {"val/fid_*": "min", "val/kid_*": "min", "val/modes": "max", "val/hq_frac": "max", "val/mode_kl": "min"}
+SUMMARIES = {
+    "val/fid": "min", "val/fid_*": "min", "val/kid": "min", "val/kid_*": "min", "val/is": "max",
+    "val/modes": "max", "val/hq_frac": "max", "val/mode_kl": "min",
+}  # fmt: skip
 
 
 def has_wandb_credentials(env: Mapping[str, str] | None = None) -> bool:

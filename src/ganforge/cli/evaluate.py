@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "ckpt_path": None, "metrics": ["fid", "kid", "jsd", "modes"], "n": 10000, "seed": 0, "device": "auto", "ema": True,
     "extractors": None, "inception_weights": None, "strict": False, "cache_dir": None, "out": None,
 }  # fmt: skip
-NAMES = ("fid", "kid", "jsd", "jsd_probe", "jsd_d", "modes")
+NAMES = ("fid", "kid", "is", "jsd", "jsd_probe", "jsd_d", "modes")
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -60,18 +60,21 @@ def evaluate_checkpoint(args: dict[str, Any]) -> dict[str, Any]:
     extractors = args["extractors"] or cfg["dataset"].get("feature_extractors") or run_metrics.get("extractors") or ["inception"]
     is_image = dm.kind == "image"
     skipped: dict[str, str] = {}
-    for m, ok, why in (("fid", is_image, "images only"), ("kid", is_image, "images only"), ("modes", hasattr(dm, "modes") and not is_image, "mixture toys only")):
+    extractors = list(extractors if isinstance(extractors, list) else [extractors])
+    checks = (("fid", is_image, "images only"), ("kid", is_image, "images only"), ("modes", hasattr(dm, "modes") and not is_image, "mixture toys only"),
+              ("is", is_image and "inception" in extractors, "Inception Score: images, with extractors=[inception]"))  # fmt: skip
+    for m, ok, why in checks:
         if m in wanted and not ok:
             skipped[m] = why
     evaluator = GANEvaluator(
-        metrics=[m for m in ("fid", "kid", "jsd_probe", "modes") if m in wanted and m not in skipped],
-        extractors=list(extractors if isinstance(extractors, list) else [extractors]), n_samples=int(args["n"]),
+        metrics=[m for m in ("fid", "kid", "is", "jsd_probe", "modes") if m in wanted and m not in skipped],
+        extractors=extractors, n_samples=int(args["n"]),
         seed=int(args["seed"]), strict=bool(args["strict"]), cache_dir=args["cache_dir"] or (cfg.get("paths") or {}).get("cache_dir"),
         inception_weights=args["inception_weights"] or run_metrics.get("inception_weights"), probe_steps=4000,
     )  # fmt: skip
     results = evaluator.evaluate(gen, dm, device)
     for name in evaluator.unavailable:
-        skipped[f"fid/kid ({name})"] = "feature network unavailable (see the warning above)"
+        skipped[f"{'fid/kid/is' if name == 'inception' else 'fid/kid'} ({name})"] = "feature network unavailable (see the warning above)"
     if "jsd_d" in wanted:
         value = _jsd_of_run_discriminator(args["ckpt_path"], cfg, info["data_shape"], gen, dm, int(args["n"]), int(args["seed"]), device)
         if value is None:

@@ -16,13 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ganforge.metrics.fid import FeatureStats, MetricUnavailable, extract, get_extractor, kernel_distance, metric_suffix, reference_stats
+from ganforge.metrics.fid import (
+    FeatureStats, MetricUnavailable, extract, get_extractor, inception_score, kernel_distance, metric_suffix, reference_stats,
+)  # fmt: skip
 from ganforge.metrics.jsd import generator_jsd_1d, probe_jsd
 from ganforge.metrics.modes import digit_stack_counts, histogram_kl, mode_coverage
 
 log = logging.getLogger("ganforge")
 
-KNOWN = ("fid", "kid", "jsd_probe", "modes", "jsd_true")
+KNOWN = ("fid", "kid", "is", "jsd_probe", "modes", "jsd_true")
 
 
 @dataclass
@@ -57,10 +59,11 @@ class Collective:
 
 @dataclass
 class GANEvaluator:
-    """Computes ``metrics`` (of fid, kid, jsd_probe, modes, jsd_true) that apply to the data; returns ``{name: value}``.
+    """Computes ``metrics`` (of fid, kid, is, jsd_probe, modes, jsd_true) that apply to the data; returns ``{name: value}``.
 
     Args:
-        metrics: wanted metrics; fid/kid apply to images, modes to mixture toys, jsd_probe to everything,
+        metrics: wanted metrics; fid/kid/is apply to images (is only with the Inception network, i.e. when
+            ``inception`` is among ``extractors``), modes to mixture toys and Stacked MNIST, jsd_probe to everything,
             jsd_true to 1-D data of known density with a generator of 1-D latent (exact pushforward density).
         extractors: feature networks for fid/kid (see :mod:`ganforge.metrics.fid`); ``inception`` gives the
             standard ``fid``/``kid``, any other name ``fid_<name>``.
@@ -132,7 +135,7 @@ class GANEvaluator:
             raise ValueError("the generator produced NaN or inf samples: metrics cannot be computed (check the run's losses)")
         out: dict[str, float] = {}
         is_image = fake_local.dim() == 4
-        if is_image and ({"fid", "kid"} & set(self.metrics)):
+        if is_image and ({"fid", "kid", "is"} & set(self.metrics)):
             out.update(self._feature_metrics(fake_local, datamodule, device, coll))
         need_all = "jsd_probe" in self.metrics or ("modes" in self.metrics and hasattr(datamodule, "modes"))
         fake = coll.gather_rows(fake_local) if need_all else None
@@ -167,10 +170,16 @@ class GANEvaluator:
             net = self._extractor(name, device)
             if net is None:
                 continue
+            if name == "inception" and "is" in self.metrics:  # IS from the logits of the same forward pass
+                feats, logits = extract(net, fake_local, self.batch_size, device, logits=True)
+                out["is"] = inception_score(coll.gather_rows(logits).cpu())[0]
+            else:
+                feats = extract(net, fake_local, self.batch_size, device)
+            if not {"fid", "kid"} & set(self.metrics):
+                continue
             if name not in self._refs:  # once per evaluator: the real data does not change during a run
                 self._refs[name] = reference_stats(net, real, self.cache_dir, label, device=device)
             ref_stats, ref_feats = self._refs[name]
-            feats = extract(net, fake_local, self.batch_size, device)
             suffix = metric_suffix(name)
             if "fid" in self.metrics:
                 s = FeatureStats.of(feats)

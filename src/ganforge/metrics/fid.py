@@ -1,9 +1,11 @@
-"""Fréchet distance (FID) and kernel distance (KID) on features from named extractors, with cached reference statistics.
+"""Fréchet distance (FID), kernel distance (KID) and the Inception Score (IS) on features from named extractors,
+with cached reference statistics.
 
 Extractors live in a registry (the torch-fidelity pattern). Metric keys carry the extractor's name:
 
 - ``inception``: torch-fidelity's ``inception-v3-compat`` (the TF-FID network, pool3 2048-d features). Only this
-  one gives numbers comparable with published FID/KID, so only it is logged as ``val/fid`` / ``val/kid``. Offline
+  one gives numbers comparable with published FID/KID/IS, so only it is logged as ``val/fid`` / ``val/kid`` /
+  ``val/is`` (IS from its 1008 logits, computed in the same forward pass as the features). Offline
   it needs a local weights file (``metrics.inception_weights`` or ``$GANFORGE_INCEPTION_WEIGHTS``, or the file
   in torch hub's cache); without one it raises :class:`MetricUnavailable` and is never replaced by another net.
 - ``lenet``: a LeNet-5 classifier trained by ganforge on digits + MNIST (``python -m ganforge.metrics.train_lenet``),
@@ -116,6 +118,24 @@ def kernel_distance(f1: Tensor, f2: Tensor, subsets: int = 100, subset_size: int
     return float(vals.mean()), float(vals.std(unbiased=False))
 
 
+def inception_score(logits: Tensor, splits: int = 10) -> tuple[float, float]:
+    """IS (Salimans et al. 2016) = exp(E_x KL(p(y|x) || p(y))), p(y) the mean prediction of the split; returns the
+    mean and std over ``splits`` consecutive equal parts, as torch-fidelity computes it (its sample shuffle left out:
+    generated samples come in random order already). Standard only on the TF-FID Inception's 1008 logits."""
+    if len(logits) < splits:
+        raise ValueError(f"the inception score needs at least splits={splits} samples, got {len(logits)}")
+    log_p = logits.double().log_softmax(1)
+    n = len(log_p)
+    scores = []
+    for i in range(splits):
+        lp = log_p[i * n // splits : (i + 1) * n // splits]
+        p = lp.exp()
+        kl = (p * (lp - p.mean(0, keepdim=True).log())).sum(1).mean()
+        scores.append(float(kl.exp()))
+    t = torch.tensor(scores, dtype=torch.float64)
+    return float(t.mean()), float(t.std(unbiased=False))
+
+
 # ----------------------------------------------------------------------------- extractors
 EXTRACTORS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -209,7 +229,9 @@ class InceptionFeatures(nn.Module):
         if not path and hub.is_file():
             path = str(hub)
         try:
-            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=path, verbose=False)
+            self.net = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=path, verbose=False
+            )
         except Exception as e:  # offline: urllib's URLError, socket errors, ...
             raise MetricUnavailable(
                 f"the Inception weights for FID/KID could not be downloaded ({type(e).__name__}); offline, fetch "
@@ -218,11 +240,16 @@ class InceptionFeatures(nn.Module):
             ) from None
         self.fingerprint = "tf-inception-2015-12-05" if not path else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """pool3 features [N, 2048] and the 1008 class logits (for IS) of one forward pass."""
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         u8 = ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return self.net(u8)[0]
+        features, logits = self.net(u8)
+        return features, logits
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features_and_logits(x)[0]
 
 
 register_extractor("lenet")(LeNetFeatures)
@@ -230,16 +257,38 @@ register_extractor("inception")(InceptionFeatures)
 
 
 @torch.no_grad()
-def extract(extractor: nn.Module, images: Tensor, batch_size: int = 500, device: torch.device | str | None = None) -> Tensor:
-    """Features [N, F] of images [N, C, H, W] in [-1, 1] (or uint8 0..255), batched, no grad, on ``device``."""
+def extract(
+    extractor: nn.Module, images: Tensor, batch_size: int = 500, device: torch.device | str | None = None, logits: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Features [N, F] of images [N, C, H, W] in [-1, 1] (or uint8 0..255), batched, no grad, on ``device``;
+    with ``logits=True`` also the class logits of the same pass (extractors with ``features_and_logits``)."""
     dev = torch.device(device) if device is not None else next(extractor.parameters()).device
-    out = []
+    feats, outs = [], []
     for chunk in images.split(batch_size):
         chunk = chunk.to(dev, non_blocking=True)
         if chunk.dtype == torch.uint8:
             chunk = chunk.float().div_(127.5).sub_(1.0)
-        out.append(extractor(chunk).float())
-    return torch.cat(out)
+        if logits:
+            f, lg = extractor.features_and_logits(chunk)
+            outs.append(lg.float())
+        else:
+            f = extractor(chunk)
+        feats.append(f.float())
+    return (torch.cat(feats), torch.cat(outs)) if logits else torch.cat(feats)
+
+
+class ImageTensorDataset(torch.utils.data.Dataset):
+    """A uint8 image tensor [N, 3, H, W] as the map-style dataset of tensors that torch-fidelity's
+    ``calculate_metrics(input1=..., input2=...)`` takes: to cross-check ganforge's numbers with it."""
+
+    def __init__(self, images: Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.images[i]
 
 
 # ----------------------------------------------------------------------------- reference statistics
