@@ -47,6 +47,8 @@ class GANModule(L.LightningModule):
         noise_seed: seeds the latent noise. Under data parallelism every rank draws the global batch's
             noise from this one stream and keeps its own share, so ranks see distinct noise and N ranks
             with batch b draw exactly what one process with batch N*b draws.
+        compile: ``torch.compile`` G and D in place (the EMA copy, used only for sampling, stays eager).
+            Not with a gradient penalty: compiled graphs have no double backward.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class GANModule(L.LightningModule):
         ema_decay: float = 0.0,
         log_every: int = 50,
         noise_seed: int = 0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if d_steps < 1 or g_steps < 1:
@@ -74,6 +77,9 @@ class GANModule(L.LightningModule):
         self.generator = generator
         self.discriminator = discriminator
         self.g_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay > 0 else None
+        if compile:  # in place (nn.Module.compile): parameter names, checkpoints and the DDP wrapping stay as they are
+            self.generator.compile()
+            self.discriminator.compile()
         self.loss = loss
         self._g_opt_factory, self._d_opt_factory = g_optimizer, d_optimizer
         self._g_sched_factory, self._d_sched_factory = g_scheduler, d_scheduler

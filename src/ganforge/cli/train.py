@@ -88,6 +88,8 @@ def build(cfg: DictConfig) -> Run:
             f"loss={loss.name} penalizes per-sample gradients, which BatchNorm in the discriminator mixes across the batch: "
             "set model.discriminator.norm=layer (or none)"
         )
+    if cfg.get("compile") and loss.gp_weight:
+        raise ConfigError(f"compile=true with loss={loss.name}: torch.compile has no double backward for the gradient penalty; set compile=false")
     module = GANModule(
         generator=generator,
         discriminator=discriminator,
@@ -102,6 +104,7 @@ def build(cfg: DictConfig) -> Run:
         ema_decay=cfg.ema_decay,
         log_every=cfg.log_every,
         noise_seed=cfg.seed,
+        compile=bool(cfg.get("compile", False)),
     )
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     resumed = check_checkpoint(ckpt_path, module) if ckpt_path else {}
