@@ -51,10 +51,12 @@ def image_sets(n: int, mnist_raw: str | None, seed: int = 0) -> tuple[torch.Tens
     g = torch.Generator().manual_seed(seed)
     fake = (x + 0.2 * torch.randn(x.shape, generator=g)).roll(1, dims=-1)
 
-    def u8(t: torch.Tensor) -> torch.Tensor:
-        return ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    from ganforge.metrics.fid import to_uint8
 
-    return u8(x), u8(fake), src
+    def rgb(t: torch.Tensor) -> torch.Tensor:
+        return to_uint8(t).expand(-1, 3, -1, -1).contiguous()
+
+    return rgb(x), rgb(fake), src
 
 
 def make_extractor(name: str, weights: str | None):

@@ -63,6 +63,8 @@ def inception_weights(tmp_path_factory):
 
 
 def _u8(x: torch.Tensor) -> torch.Tensor:
+    """The reference quantization, written out here on purpose (not ganforge's ``to_uint8``): torch-fidelity gets
+    images quantized independently of the code under test."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 

@@ -166,16 +166,20 @@ class GANEvaluator:
         out = {}
         real = datamodule.train_data[0]
         label = f"{getattr(datamodule, 'name', type(datamodule).__name__)}-train-{'x'.join(map(str, real.shape[1:]))}"
+        want_fid_kid = bool({"fid", "kid"} & set(self.metrics))
         for name in self.extractors:
+            want_is = name == "inception" and "is" in self.metrics
+            if not (want_fid_kid or want_is):
+                continue  # e.g. only IS wanted: no other network is loaded or run
             net = self._extractor(name, device)
             if net is None:
                 continue
-            if name == "inception" and "is" in self.metrics:  # IS from the logits of the same forward pass
+            if want_is:  # IS from the logits of the same forward pass
                 feats, logits = extract(net, fake_local, self.batch_size, device, logits=True)
                 out["is"] = inception_score(coll.gather_rows(logits).cpu())[0]
             else:
                 feats = extract(net, fake_local, self.batch_size, device)
-            if not {"fid", "kid"} & set(self.metrics):
+            if not want_fid_kid:
                 continue
             if name not in self._refs:  # once per evaluator: the real data does not change during a run
                 self._refs[name] = reference_stats(net, real, self.cache_dir, label, device=device)

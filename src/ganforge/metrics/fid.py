@@ -211,6 +211,12 @@ class LeNetFeatures(nn.Module):
         return self.net.features(x)
 
 
+def to_uint8(x: Tensor) -> Tensor:
+    """Images in [-1, 1] -> uint8 0..255, rounded: the quantization the TF-FID Inception (and torch-fidelity's
+    inputs) expects of generated samples."""
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 class InceptionFeatures(nn.Module):
     """torch-fidelity's TF-compatible InceptionV3, pool3 features (2048-d), on [-1, 1] images quantized to uint8."""
 
@@ -244,8 +250,7 @@ class InceptionFeatures(nn.Module):
         """pool3 features [N, 2048] and the 1008 class logits (for IS) of one forward pass."""
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        u8 = ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        features, logits = self.net(u8)
+        features, logits = self.net(to_uint8(x))
         return features, logits
 
     def forward(self, x: Tensor) -> Tensor:
