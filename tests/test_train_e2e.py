@@ -159,9 +159,14 @@ def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
 
 
 def test_unsupported_strategies_are_one_line_errors(tmp_path):
-    for strategy in ("fsdp", "deepspeed"):
-        assert "trainer.strategy=ddp" in build_error(tmp_path, *RING, "trainer.accelerator=cpu", f"trainer.strategy={strategy}")
+    for strategy in ("deepspeed", "fsdp_cpu_offload"):
+        assert "use trainer.strategy=fsdp" in build_error(tmp_path, *RING, "trainer.accelerator=cpu", f"trainer.strategy={strategy}")
     assert "trainer settings" in build_error(tmp_path, *RING, "trainer.accelerator=cpu", "trainer.strategy=nonsense")
+    # FSDP: Lightning's ModelParallelStrategy has no 16-mixed (GradScaler) path; torch.compile is not combined with it
+    err = build_error(tmp_path, *RING, "trainer.accelerator=cpu", "trainer.strategy=fsdp", "trainer.devices=2", "trainer.precision=16-mixed")
+    assert "16-mixed" in err and "bf16-mixed" in err
+    assert "set compile=false" in build_error(tmp_path, *RING, "trainer.accelerator=cpu", "trainer.strategy=fsdp", "compile=true")
+    assert "val_every must be >= 0" in build_error(tmp_path, *RING, "val_every=-1")
 
 
 def test_throughput_benchmark_runs_and_reports_a_ratio():

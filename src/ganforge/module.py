@@ -9,6 +9,7 @@ iterations (not optimizer steps), so ``trainer.max_steps = max_iters`` means wha
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer, do_nothing_closure
 from torch import Tensor, nn
+from torch.distributed.fsdp import FSDPModule
 
 from ganforge.losses import GANLoss, gradient_penalty, jsd_from_d_loss
 
@@ -94,6 +96,7 @@ class GANModule(L.LightningModule):
         self._sums: Tensor | None = None
         self._last_logged_step = 0
         self._ddp: tuple[nn.Module, nn.Module] | None = None  # (G, D) DDP wrappers, set by GANDDPStrategy
+        self._sharded = False  # G, D (and the EMA copy) sharded by configure_model under GANFSDPStrategy
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -131,7 +134,7 @@ class GANModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
-        from ganforge.strategies import GANDDPStrategy
+        from ganforge.strategies import GANDDPStrategy, GANFSDPStrategy
 
         strategy = self.trainer.strategy
         if isinstance(strategy, DDPStrategy) and not isinstance(strategy, GANDDPStrategy):
@@ -139,13 +142,29 @@ class GANModule(L.LightningModule):
                 f"{type(strategy).__name__} wraps G and D as one DDP model, which fails on the alternating D/G step: "
                 "pass strategy=ganforge.strategies.GANDDPStrategy() (train.py does this for trainer.strategy=ddp)"
             )
-        if not isinstance(strategy, (SingleDeviceStrategy, GANDDPStrategy)):
+        if not isinstance(strategy, (SingleDeviceStrategy, GANDDPStrategy, GANFSDPStrategy)):
             raise ValueError(
-                f"strategy {type(strategy).__name__} is not supported by GANModule: "
-                "use a single device or data parallelism (trainer.strategy=ddp / ddp_spawn)"
+                f"strategy {type(strategy).__name__} is not supported by GANModule: use a single device, "
+                "data parallelism (trainer.strategy=ddp / ddp_spawn) or sharding (trainer.strategy=fsdp)"
             )
 
-    def on_fit_start(self) -> None:
+    def configure_model(self) -> None:
+        """Under :class:`~ganforge.strategies.GANFSDPStrategy`: shard G, D and the EMA copy with FSDP2, block by block."""
+        from ganforge.strategies import GANFSDPStrategy
+
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, GANFSDPStrategy) or self._sharded:
+            return
+        # D's logits are a view (flatten) of its last layer's output; ganforge never writes into them in place
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
+        mesh = strategy.device_mesh["data_parallel"]
+        for net in (self.generator, self.discriminator, self.g_ema):
+            if net is not None:
+                shard_network(net, mesh, reshard_after_forward=strategy.reshard_after_forward)
+        self._sharded = True
+
+    def on_train_start(self) -> None:
+        # here, not in on_fit_start: strategies that restore after setup (FSDP) load the checkpoint in between
         self._noise = torch.Generator(device=self.device).manual_seed(self.noise_seed)
         if self._noise_state_to_load is not None:
             self._noise.set_state(self._noise_state_to_load)
@@ -229,10 +248,17 @@ class GANModule(L.LightningModule):
         if self.loss.gp_weight:
             n = real.shape[0]
             alpha = self._rank_share(torch.rand(n * self._world, device=self.device, generator=self._noise))
+            if self._sharded:  # the penalty's inner backward must not free the gathered weights the outer one needs
+                self.discriminator.set_reshard_after_backward(False)
             gp = gradient_penalty(self.discriminator, real, fake, alpha=alpha)
             d_loss = d_loss + self.loss.gp_weight * gp
         opt.zero_grad(set_to_none=True)
         self._backward(d_loss)
+        if self._sharded and self.loss.gp_weight:
+            self.discriminator.set_reshard_after_backward(True)
+            for m in self.discriminator.modules():
+                if isinstance(m, FSDPModule):
+                    m.reshard()
         self._optimizer_step(opt, counted=False)
         if self.loss.clip_value is not None:
             with torch.no_grad():
@@ -350,6 +376,20 @@ class GANModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._noise_state_to_load = checkpoint.get("ganforge_noise_rng")
+
+
+def shard_network(net: nn.Module, mesh: Any, reshard_after_forward: bool = True) -> None:
+    """``fully_shard`` each block of ``net`` (the children of its ``net`` ``Sequential``, when it has one, that
+    hold parameters), then ``net`` itself for what is left: one all-gather per block, so at most one block's
+    full weights (plus the root's) are materialized at a time."""
+    from torch.distributed.fsdp import fully_shard
+
+    body = getattr(net, "net", None)
+    if isinstance(body, nn.Sequential):
+        for block in body:
+            if any(True for _ in block.parameters()):
+                fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    fully_shard(net, mesh=mesh, reshard_after_forward=reshard_after_forward)
 
 
 def _finite(x: float) -> bool:

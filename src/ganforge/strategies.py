@@ -1,4 +1,4 @@
-"""Data-parallel training for the alternating D/G step: G and D each in their own DDP wrapper.
+"""Multi-device training for the alternating D/G step: G and D each in their own DDP wrapper, or each sharded with FSDP2.
 
 Lightning's stock ``DDPStrategy`` wraps the whole LightningModule in one
 ``DistributedDataParallel``. A GAN's D step gives gradients to D only and its G step to G only, so
@@ -31,7 +31,7 @@ import sys
 from typing import Any
 
 import torch
-from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from torch.nn.parallel import DistributedDataParallel
 
@@ -88,6 +88,83 @@ class GANDDPStrategy(DDPStrategy):
         super().teardown()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+class GANFSDPStrategy(ModelParallelStrategy):
+    """Fully sharded data parallelism for G and D (FSDP2: ``torch.distributed.fsdp.fully_shard``).
+
+    Every rank holds a 1/world shard of each network's parameters, gradients and Adam state; a block's
+    full weights are all-gathered just before its forward (and again before its backward) and freed after,
+    and gradients are reduce-scattered, so a model too large for one device trains on several.
+    :meth:`~ganforge.module.GANModule.configure_model` shards G, D and the EMA copy block by block (each
+    child of a network's ``net`` ``Sequential``, then the network itself), each network on its own, so the
+    D step all-gathers and reduces only D and the G step reduces only G's gradients (D's parameters are
+    frozen there). Data, noise and the gradient-penalty draws are sharded exactly as under
+    :class:`GANDDPStrategy`, so N ranks with batch b follow the trajectory of one process with batch N*b.
+
+    Built on Lightning's :class:`~lightning.pytorch.strategies.ModelParallelStrategy` with a 1-D mesh
+    (data-parallel size = world size, no tensor parallelism). Checkpoints are one file with the full
+    (unsharded) weights and optimizer states, assembled on rank 0, so ``last.ckpt`` stays interchangeable
+    with single-device and DDP runs (resume, ``ganforge.sample``, ``ganforge.evaluate``). Every rank must
+    run every forward of a sharded network (each is a collective): ganforge's callbacks draw samples on
+    all ranks and only rank 0 writes them.
+    """
+
+    strategy_name = "gan_fsdp"
+
+    def __init__(self, reshard_after_forward: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("save_distributed_checkpoint", False)
+        super().__init__(data_parallel_size="auto", tensor_parallel_size=1, **kwargs)
+        self.reshard_after_forward = bool(reshard_after_forward)
+
+    def setup_environment(self) -> None:
+        self._data_parallel_size = self.num_nodes * self.num_processes  # a 1-D data-parallel mesh over all ranks
+        super().setup_environment()
+
+    def _configure_launcher(self) -> None:
+        super()._configure_launcher()
+        if type(self._launcher) is _SubprocessScriptLauncher:
+            self._launcher = _GANSubprocessLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+
+    def teardown(self) -> None:
+        super().teardown()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    # Checkpoints in the single-device format. Lightning's ModelParallelStrategy keys each optimizer's state by
+    # the index of the parameter in the *whole model* (D's Adam state as 8..15 after G's 0..7), which a
+    # single-device or DDP run reads as another network's state; here each optimizer's state is keyed by its
+    # own parameter order, as ``torch.optim.Optimizer.state_dict()`` does, in both directions.
+    def optimizer_state(self, optimizer: Any) -> dict[str, Any]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        optimizer = getattr(optimizer, "_optimizer", optimizer)
+        full = get_optimizer_state_dict(self.model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.global_rank != 0:
+            return {}
+        index = {name: i for i, name in enumerate(_param_names(self.model, optimizer))}
+        groups = [{**g, "params": [index[n] for n in g["params"]]} for g in full["param_groups"]]
+        return {"state": {index[n]: v for n, v in full["state"].items()}, "param_groups": groups}
+
+    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict[str, Any]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+        path = self.broadcast(checkpoint_path)
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=weights_only)
+        strict = self.lightning_module.strict_loading
+        set_model_state_dict(self.model, checkpoint["state_dict"], options=StateDictOptions(full_state_dict=True, strict=strict))
+        for optimizer, state in zip(self.optimizers, checkpoint.get("optimizer_states", [])):
+            names = _param_names(self.model, optimizer)
+            groups = [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]
+            by_name = {"state": {names[i]: v for i, v in state["state"].items()}, "param_groups": groups}
+            set_optimizer_state_dict(self.model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
+        return checkpoint
+
+
+def _param_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The fully qualified names of ``optimizer``'s parameters, in its own order."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
 
 
 class _GANSubprocessLauncher(_SubprocessScriptLauncher):

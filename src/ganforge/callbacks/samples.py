@@ -24,13 +24,14 @@ class SamplePlotter(L.Callback):
         self.every_n_iters, self.n_images, self.n_points, self.seed = int(every_n_iters), n_images, n_points, seed
         self.saved: list[Path] = []
         self._z: Tensor | None = None
+        self._last_step: int | None = None  # the iteration last drawn, on every rank
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self.every_n_iters > 0 and trainer.global_step % self.every_n_iters == 0:
             self.plot(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
-        if not self.saved or self.saved[-1].stem != f"iter_{trainer.global_step:06d}":
+        if self._last_step != trainer.global_step:  # the same decision on every rank (only rank 0 has `saved`)
             self.plot(trainer, pl_module)
 
     @torch.no_grad()
@@ -49,9 +50,11 @@ class SamplePlotter(L.Callback):
             gen.train(was_training)
 
     def plot(self, trainer: L.Trainer, pl_module) -> Path | None:
+        # every rank draws (a sharded generator's forward is a collective under FSDP); rank 0 writes
+        x = self.sample(pl_module)
+        self._last_step = trainer.global_step
         if not trainer.is_global_zero:
             return None
-        x = self.sample(pl_module)
         out_dir = Path(trainer.default_root_dir) / "samples"
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"iter_{trainer.global_step:06d}.png"

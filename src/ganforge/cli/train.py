@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from ganforge.callbacks import AtomicCheckpointIO, RunConfigInCheckpoint
@@ -33,7 +33,7 @@ from ganforge.config import ConfigError, config_dir
 from ganforge.losses import make_loss
 from ganforge.models.common import count_parameters
 from ganforge.module import GANModule, NonFiniteLossError
-from ganforge.strategies import GANDDPStrategy
+from ganforge.strategies import GANDDPStrategy, GANFSDPStrategy
 from ganforge.sweeps import previous_job, write_status
 from ganforge.tracking import hydra_job, run_meta, wandb_loggers, wandb_run_dir
 
@@ -76,6 +76,11 @@ def build(cfg: DictConfig) -> Run:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if int(cfg.max_iters) < 1:
         raise ConfigError(f"max_iters must be >= 1, got {cfg.max_iters}")
+    if int(cfg.val_every) < 0:
+        raise ConfigError(f"val_every must be >= 0 (0 = no validation), got {cfg.val_every}")
+    if int(cfg.val_every) == 0:  # Lightning has no "never" interval: validate once per epoch over zero batches
+        with open_dict(cfg):
+            cfg.trainer.val_check_interval, cfg.trainer.limit_val_batches = None, 0
     datamodule = build_datamodule(cfg.dataset, batch_multiplier=cfg.d_steps, seed=cfg.seed)
     if hasattr(datamodule, "prepare") and int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0))) == 0:
         datamodule.prepare()  # files present or downloaded, or one clear line, before any model is built
@@ -90,6 +95,8 @@ def build(cfg: DictConfig) -> Run:
         )
     if cfg.get("compile") and loss.gp_weight:
         raise ConfigError(f"compile=true with loss={loss.name}: torch.compile has no double backward for the gradient penalty; set compile=false")
+    if cfg.get("compile") and str(cfg.trainer.get("strategy", "auto")).lower() == "fsdp":
+        raise ConfigError("compile=true with trainer.strategy=fsdp is not supported (untested together); set compile=false or use ddp")
     module = GANModule(
         generator=generator,
         discriminator=discriminator,
@@ -147,27 +154,31 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
 
     Lightning resolves ``strategy=auto/ddp/ddp_spawn/...`` with the device count; when it lands on its
     stock DDP (one wrapper around G and D together), the Trainer is rebuilt with the same settings and
-    G and D wrapped separately.
+    G and D wrapped separately. ``strategy=fsdp`` becomes :class:`GANFSDPStrategy` (FSDP2, G and D sharded
+    separately), not Lightning's FSDP1 strategy, which wraps the whole module in one unit.
     """
     name = str(cfg.trainer.get("strategy", "auto")).lower()
-    if "fsdp" in name or "deepspeed" in name:
+    if "deepspeed" in name or ("fsdp" in name and name != "fsdp"):
         raise ConfigError(
-            f"trainer.strategy={cfg.trainer.strategy} is not supported by ganforge yet (G and D are small enough to "
-            "replicate; sharding them is future work): use trainer.strategy=ddp"
+            f"trainer.strategy={cfg.trainer.strategy} is not supported by ganforge: use trainer.strategy=fsdp "
+            "(ganforge's FSDP2 sharding of G and D) or ddp"
         )
     try:
-        trainer = instantiate(cfg.trainer, **kwargs)
-        if type(trainer.strategy) is DDPStrategy:
-            trainer = instantiate(cfg.trainer, strategy=GANDDPStrategy.like(trainer.strategy), **kwargs)
+        if name == "fsdp":
+            trainer = instantiate(cfg.trainer, strategy=GANFSDPStrategy(), **kwargs)
+        else:
+            trainer = instantiate(cfg.trainer, **kwargs)
+            if type(trainer.strategy) is DDPStrategy:
+                trainer = instantiate(cfg.trainer, strategy=GANDDPStrategy.like(trainer.strategy), **kwargs)
     except Exception as e:  # Hydra wraps the Trainer's own errors (bad devices, unknown strategy, ...)
         cause = e.__cause__ or e
         if isinstance(cause, (ValueError, MisconfigurationException)):
             raise ConfigError(f"trainer settings: {cause}") from None
         raise
-    if not isinstance(trainer.strategy, (SingleDeviceStrategy, GANDDPStrategy)):
+    if not isinstance(trainer.strategy, (SingleDeviceStrategy, GANDDPStrategy, GANFSDPStrategy)):
         raise ConfigError(
             f"trainer.strategy={cfg.trainer.strategy} ({type(trainer.strategy).__name__}) is not supported by ganforge: "
-            "use trainer.strategy=ddp or ddp_spawn (FSDP and DeepSpeed are not supported yet)"
+            "use trainer.strategy=ddp, ddp_spawn or fsdp"
         )
     return trainer
 
