@@ -54,7 +54,7 @@ def run_ganforge_ddp(workload: str, procs: int, iters: int, warmup: int) -> floa
 
     from ganforge.callbacks import GANProgressBar
 
-    make_dm, make_g, make_d, batch, _ = WORKLOADS[workload]
+    make_dm, make_g, make_d, batch, *_ = WORKLOADS[workload]
     torch.manual_seed(0)
     module = GANModule(make_g(), make_d(), make_loss("nonsaturating"), adam, adam, log_every=50)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +73,7 @@ def _plain_rank(rank: int, procs: int, port: int, workload: str, iters: int, war
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs))
     dist.init_process_group("gloo", rank=rank, world_size=procs)
-    make_dm, make_g, make_d, batch, _ = WORKLOADS[workload]
+    make_dm, make_g, make_d, batch, *_ = WORKLOADS[workload]
     torch.manual_seed(0)
     g, d = make_g(), make_d()
     kw = GANDDPStrategy()._ddp_kwargs  # the same buffer-sync setting as ganforge's wrappers
@@ -115,7 +115,7 @@ def run_plain_ddp(workload: str, procs: int, iters: int, warmup: int) -> float:
 
 
 def run_one_process(workload: str, procs: int, iters: int, warmup: int) -> float:
-    make_dm, make_g, make_d, batch, _ = WORKLOADS[workload]
+    make_dm, make_g, make_d, batch, *_ = WORKLOADS[workload]
     torch.manual_seed(0)
     return run_ganforge(make_g(), make_d(), make_dm(batch), iters, warmup, "cpu")
 

@@ -8,6 +8,8 @@ process (RSS on CPU, ``torch.cuda.max_memory_allocated`` on CUDA).
 The plain loop is the shape of pytorch/examples' dcgan/main.py: per iteration one D update on m real
 and m generated samples (G under no_grad), then one G update through a frozen D, with fresh noise;
 no logging at all. ganforge runs as users run it: CSV logger every 50 iterations, progress bar on.
+On ring8 ganforge also runs with ``iters_per_batch=10`` (10 GAN iterations per Lightning batch, the
+same updates: see GANModule), reported as ``ganforge_ipb10``.
 
     python benchmarks/throughput.py                 # both workloads
     python benchmarks/throughput.py --workload ring8 --iters 2000 --rounds 5
@@ -36,13 +38,14 @@ from ganforge.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator
 from ganforge.module import GANModule
 
 WORKLOADS = {
-    # name: (datamodule factory, G factory, D factory, batch, default iters)
+    # name: (datamodule factory, G factory, D factory, batch, default iters, ganforge's iters_per_batch values)
     "dcgan32": (
         lambda b: DigitsDataModule(resolution=32, batch_size=b),
         lambda: DCGANGenerator(100, [1, 32, 32], base_width=64),
         lambda: DCGANDiscriminator([1, 32, 32], base_width=64),
         64,
         30,
+        (1,),
     ),
     "ring8": (
         lambda b: Ring8DataModule(batch_size=b),
@@ -50,6 +53,7 @@ WORKLOADS = {
         lambda: MLPDiscriminator([2], hidden=128, layers=3),
         256,
         1500,
+        (1, 10),
     ),
 }
 
@@ -75,16 +79,21 @@ class _Timer(L.Callback):
             torch.cuda.synchronize()
 
 
-def run_ganforge(g, d, dm, iters: int, warmup: int, device: str) -> float:
+def run_ganforge(g, d, dm, iters: int, warmup: int, device: str, iters_per_batch: int = 1) -> float:
     from ganforge.callbacks import GANProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
-    module = GANModule(copy.deepcopy(g), copy.deepcopy(d), make_loss("nonsaturating"), adam, adam, log_every=50)
+    k = iters_per_batch
+    if iters % k or warmup % k:
+        raise SystemExit(f"--iters ({iters}) and --warmup ({warmup}) must be multiples of iters_per_batch={k}")
+    dm.batch_multiplier = k
+    log_every = 50
+    module = GANModule(copy.deepcopy(g), copy.deepcopy(d), make_loss("nonsaturating"), adam, adam, log_every=log_every, iters_per_batch=k)
     timer = _Timer(warmup)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
             accelerator=device, devices=1, max_steps=warmup + iters, max_epochs=-1, logger=CSVLogger(tmp, name="b"),
-            log_every_n_steps=50, callbacks=[timer, GANProgressBar(refresh_rate=5)], enable_checkpointing=False,
+            log_every_n_steps=log_every // k, callbacks=[timer, GANProgressBar(refresh_rate=5)], enable_checkpointing=False,
             enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp,
         )
         trainer.fit(module, datamodule=dm)
@@ -139,15 +148,21 @@ def plain_iteration(g, d, loss, opt_g, opt_d, real, z_d, z_g, g_fwd=None, d_fwd=
 RUNNERS = {"ganforge": run_ganforge, "plain": run_plain}
 
 
+def runners(workload: str) -> dict:
+    """The methods timed on ``workload``: ganforge (per iters_per_batch value) and the plain loop."""
+    out = {"ganforge" if k == 1 else f"ganforge_ipb{k}": functools.partial(run_ganforge, iters_per_batch=k) for k in WORKLOADS[workload][5]}
+    return {**out, "plain": run_plain}
+
+
 def _peak_memory_child(method: str, workload: str, device: str, q) -> None:
     warnings.filterwarnings("ignore")
-    make_dm, make_g, make_d, batch, _ = WORKLOADS[workload]
+    make_dm, make_g, make_d, batch, *_ = WORKLOADS[workload]
     torch.manual_seed(0)
     g, d = make_g(), make_d()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    RUNNERS[method](g, d, make_dm(batch), 10, 2, device)
+    runners(workload)[method](g, d, make_dm(batch), 20, 10, device)
     # CUDA: peak allocated by the run; CPU: growth of the process's peak RSS during the run (imports excluded)
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     q.put(peak / 2**20)
@@ -164,15 +179,17 @@ def peak_memory_mib(method: str, workload: str, device: str) -> float:
 
 
 def bench(workload: str, iters: int, rounds: int, warmup: int, device: str) -> dict:
-    make_dm, make_g, make_d, batch, _ = WORKLOADS[workload]
+    make_dm, make_g, make_d, batch, *_ = WORKLOADS[workload]
     torch.manual_seed(0)
     g, d = make_g(), make_d()
-    speeds: dict[str, list[float]] = {k: [] for k in RUNNERS}
+    methods = runners(workload)
+    speeds: dict[str, list[float]] = {k: [] for k in methods}
     for r in range(rounds):
-        order = list(RUNNERS) if r % 2 == 0 else list(RUNNERS)[::-1]  # alternate who goes first
+        order = list(methods) if r % 2 == 0 else list(methods)[::-1]  # alternate who goes first
         for method in order:
-            speeds[method].append(RUNNERS[method](g, d, make_dm(batch), iters, warmup, device))
+            speeds[method].append(methods[method](g, d, make_dm(batch), iters, warmup, device))
     med = {k: statistics.median(v) for k, v in speeds.items()}
+    variants = [k for k in methods if k.startswith("ganforge_")]
     return {
         "workload": workload,
         "batch": batch,
@@ -184,7 +201,9 @@ def bench(workload: str, iters: int, rounds: int, warmup: int, device: str) -> d
         "ratio_ganforge_over_plain": med["ganforge"] / med["plain"],
         # each round runs both methods back to back, so per-round ratios cancel slow drifts of the machine
         "median_round_ratio": statistics.median(a / b for a, b in zip(speeds["ganforge"], speeds["plain"])),
-        "peak_mem_mib": {k: peak_memory_mib(k, workload, device) for k in RUNNERS},
+        **{f"ratio_{k}_over_plain": med[k] / med["plain"] for k in variants},
+        **{f"median_round_ratio_{k}": statistics.median(a / b for a, b in zip(speeds[k], speeds["plain"])) for k in variants},
+        "peak_mem_mib": {k: peak_memory_mib(k, workload, device) for k in methods},
     }
 
 
@@ -205,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for name in names:
         iters = args.iters or WORKLOADS[name][4]
-        warmup = args.warmup if args.warmup is not None else max(5, iters // 10)
+        warmup = args.warmup if args.warmup is not None else max(10, iters // 100 * 10)  # a multiple of iters_per_batch
         res = bench(name, iters, args.rounds, warmup, args.device)
         results.append(res)
         s = res["it_per_s"]
@@ -216,6 +235,12 @@ def main(argv: list[str] | None = None) -> None:
             + (" (peak RSS growth while training)" if args.device == "cpu" else " (CUDA peak allocated)"),
             flush=True,
         )
+        for k in (k for k in s if k.startswith("ganforge_")):
+            print(
+                f"{'':8s} {k}: {s[k]:8.1f} it/s | ratio {res[f'ratio_{k}_over_plain']:.3f} "
+                f"(median per-round {res[f'median_round_ratio_{k}']:.3f}) | peak mem {res['peak_mem_mib'][k]:.0f} MiB",
+                flush=True,
+            )
     print(json.dumps(results, indent=1), file=sys.stderr)
 
 

@@ -31,6 +31,25 @@ def test_tensor_batches_resume_mid_epoch_from_state_dict():
     assert [t.tolist() for t in seen + rest] == [t.tolist() for t in ref]
 
 
+def test_tensor_batches_resume_at_the_same_sample_with_another_global_batch():
+    """A run resumed with another iters_per_batch (or d_steps) draws batches of another size: it goes on at
+    the same place in the epoch's permutation; 2 ranks of 5 resume the state of 1 process of 10 exactly."""
+    x = torch.arange(60)
+    small = TensorBatches((x,), batch_size=5, seed=1)
+    it = iter(small)
+    seen = torch.cat([next(it)[0] for _ in range(4)])
+    big = TensorBatches((x,), batch_size=10, seed=1)
+    big.load_state_dict(small.state_dict())
+    rest = torch.cat([b[0] for b in big])
+    assert big.epoch == 1 and sorted(torch.cat([seen, rest]).tolist()) == list(range(60))
+    ranks = [TensorBatches((x,), batch_size=5, seed=1, rank=r, world_size=2) for r in range(2)]
+    one = TensorBatches((x,), batch_size=10, seed=1)
+    next(iter(one))
+    for r in ranks:
+        r.load_state_dict(one.state_dict())
+    assert sorted(torch.cat([next(iter(r))[0] for r in ranks]).tolist()) == sorted(next(iter(one))[0].tolist())
+
+
 def test_tensor_batches_shard_disjointly_across_ranks():
     x = torch.arange(40)
     shards = [torch.cat([b[0] for b in TensorBatches((x,), batch_size=4, seed=0, rank=r, world_size=2)]) for r in range(2)]

@@ -24,7 +24,8 @@ def make_module(loss="nonsaturating", **kw):
 
 
 def fit(module, iters, d_steps=1, batch_size=32, **trainer_kw):
-    dm = Ring8DataModule(n_train=2000, n_val=256, batch_size=batch_size, batch_multiplier=d_steps)
+    mult = d_steps * module.iters_per_batch
+    dm = Ring8DataModule(n_train=2000, n_val=256, batch_size=batch_size, batch_multiplier=mult)
     trainer_kw.setdefault("enable_progress_bar", False)
     trainer = L.Trainer(
         accelerator="cpu", max_steps=iters, max_epochs=-1, logger=False, enable_checkpointing=False,
@@ -124,6 +125,40 @@ def test_training_logs_the_theory_quantities():
     assert cm["train/jsd_batch"].item() == pytest.approx(0.5 * (math.log(4) - cm["train/d_loss"].item()), rel=1e-5)
 
 
+class _BatchCounter(L.Callback):
+    def __init__(self):
+        self.steps = []
+
+    def on_train_batch_end(self, trainer, *args):
+        self.steps.append(trainer.global_step)
+
+
+@pytest.mark.parametrize("d_steps", [1, 2])
+def test_several_iterations_per_batch_train_exactly_like_one(d_steps):
+    """iters_per_batch=4 runs the same iterations on the same data and noise as 1 (within an epoch: the
+    batch of 4 x d_steps minibatches is the next 4 x d_steps minibatches of the same permutation), with
+    per-iteration EMA, schedulers and logging; Lightning's batch hooks fire once per 4 iterations."""
+    sched = functools.partial(torch.optim.lr_scheduler.LinearLR, start_factor=1.0, end_factor=0.1, total_iters=12)
+    kw = dict(d_steps=d_steps, ema_decay=0.9, log_every=4, g_scheduler=sched, d_scheduler=sched)
+    one, four = make_module(**kw), make_module(**kw, iters_per_batch=4)
+    c1, c4 = _BatchCounter(), _BatchCounter()
+    t1, t4 = fit(one, 12, d_steps=d_steps, callbacks=[c1]), fit(four, 12, d_steps=d_steps, callbacks=[c4])
+    assert t1.global_step == t4.global_step == 12
+    assert c1.steps == list(range(1, 13)) and c4.steps == [4, 8, 12]
+    for (k, a), b in zip(one.state_dict().items(), four.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=k)
+    for o1, o4, n in zip(one.optimizers(), four.optimizers(), (12, 12 * d_steps)):  # (G, D)
+        assert adam_steps(o4.optimizer) == adam_steps(o1.optimizer) == {n}
+        assert o4.optimizer.param_groups[0]["lr"] == pytest.approx(o1.optimizer.param_groups[0]["lr"])
+    for k in ("train/d_loss", "train/g_loss"):
+        assert t4.callback_metrics[k].item() == pytest.approx(t1.callback_metrics[k].item(), abs=1e-6)
+
+
+def test_max_steps_must_be_a_multiple_of_iters_per_batch():
+    with pytest.raises(ValueError, match="not a multiple of iters_per_batch=4"):
+        fit(make_module(iters_per_batch=4), 10)
+
+
 class _GradHook(L.Callback):
     def __init__(self):
         self.calls = 0
@@ -153,6 +188,20 @@ def test_progress_bar_does_its_per_batch_work_only_every_refresh_rate(monkeypatc
     fit(make_module(), 12, callbacks=[GANProgressBar(refresh_rate=5)], enable_progress_bar=True)
     # every 5th batch and the last one (plus the end of an epoch, as Lightning counts it), not all 12
     assert {4, 9, 11} <= set(calls) and len(calls) <= 5
+
+
+def test_progress_bar_counts_iterations_when_a_batch_holds_several(monkeypatch):
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from ganforge.callbacks import GANProgressBar
+
+    bar, shown, totals = GANProgressBar(refresh_rate=1), [], []
+    update, add = RichProgressBar._update, RichProgressBar._add_task
+    monkeypatch.setattr(RichProgressBar, "_update", lambda self, i, current, **kw: (shown.append((i, current)), update(self, i, current, **kw))[1])
+    monkeypatch.setattr(RichProgressBar, "_add_task", lambda self, total, *a, **kw: (totals.append(total), add(self, total, *a, **kw))[1])
+    fit(make_module(iters_per_batch=4), 12, callbacks=[bar], enable_progress_bar=True)
+    assert [c for i, c in shown if i == bar.train_progress_bar_id] == [4, 8, 12]
+    assert totals[0] == 12  # the training bar's total: iterations, not the 3 batches
 
 
 def test_stock_ddp_is_refused_before_training_with_the_fix():

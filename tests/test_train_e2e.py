@@ -73,7 +73,11 @@ def test_sampling_cli_writes_images_in_minus1_1(run_train, tmp_path):
     assert "g_ema" in proc.stdout
 
 
-@pytest.mark.parametrize("overrides", [RING + ["dataset.batch_size=256"], TINY_DIGITS + ["metrics=none"]], ids=["ring8-mlp", "digits-dcgan"])
+@pytest.mark.parametrize(
+    "overrides",
+    [RING + ["dataset.batch_size=256"], RING + ["dataset.batch_size=256", "iters_per_batch=2"], TINY_DIGITS + ["metrics=none"]],
+    ids=["ring8-mlp", "ring8-mlp-2-iters-per-batch", "digits-dcgan"],
+)
 def test_exact_resume_matches_uninterrupted_run(run_train, tmp_path, overrides):
     """N + N iterations with a resume in between == 2N uninterrupted (deterministic CPU), across an epoch boundary."""
     common = [*overrides, "trainer=cpu", "seed=7", "log_every=2", "val_every=4", "sample_every=0"]
@@ -87,6 +91,31 @@ def test_exact_resume_matches_uninterrupted_run(run_train, tmp_path, overrides):
     # and the halfway checkpoint differs from the end: the resumed run really trained
     c = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
     assert not torch.equal(c["state_dict"]["generator.net.0.weight"], a["state_dict"]["generator.net.0.weight"])
+
+
+def test_iters_per_batch_keeps_every_interval_and_the_result(run_train, tmp_path):
+    """iters_per_batch=2 on the command line: checkpoints, logged and validated iterations are the same as
+    with 1, and so are the weights (2048 samples / 256 = 8 minibatches per epoch, a multiple of 2, so both
+    see the same data in the same order)."""
+    common = [*RING, "dataset.batch_size=256", "trainer=cpu", "seed=3", "max_iters=12", "log_every=2", "val_every=4", "ckpt_every=6", "sample_every=6"]
+    runs = {k: run_train(*common, f"iters_per_batch={k}", run_dir=tmp_path / f"k{k}")[1] for k in (1, 2)}
+    ckpts = {k: sorted(p.name for p in (r / "checkpoints").glob("*.ckpt")) for k, r in runs.items()}
+    assert ckpts[1] == ckpts[2] == ["iter_000006.ckpt", "iter_000012.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (runs[2] / "samples").iterdir()) == sorted(p.name for p in (runs[1] / "samples").iterdir())
+    rows = {k: read_metrics(r) for k, r in runs.items()}
+    for key, steps in (("train/d_loss", [2, 4, 6, 8, 10, 12]), ("val/d_loss", [4, 8, 12])):
+        got = {k: {int(float(x["step"])): float(x[key]) for x in v if x.get(key)} for k, v in rows.items()}
+        assert sorted(got[1]) == sorted(got[2]) == steps, key
+        assert got[2] == pytest.approx(got[1], abs=1e-5), key
+    a, b = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for r in runs.values())
+    for k, v in a.items():
+        torch.testing.assert_close(b[k], v, rtol=0, atol=1e-6, msg=k)
+
+
+def test_iters_per_batch_must_divide_the_intervals(tmp_path):
+    msg = build_error(tmp_path, *RING, "iters_per_batch=8", "log_every=25", "max_iters=800")
+    assert "iters_per_batch=8 must divide log_every=25" in msg and "max_iters" not in msg and "iters_per_batch=1" in msg
+    assert "iters_per_batch must be >= 1" in build_error(tmp_path, *RING, "iters_per_batch=0")
 
 
 def _one_line_error(proc):
@@ -170,8 +199,8 @@ def test_unsupported_strategies_are_one_line_errors(tmp_path):
 
 
 def test_throughput_benchmark_runs_and_reports_a_ratio():
-    out = run_benchmark("throughput.py", "--workload", "ring8", "--iters", "20", "--rounds", "1", "--warmup", "5")
-    assert "ratio" in out and "ganforge" in out
+    out = run_benchmark("throughput.py", "--workload", "ring8", "--iters", "20", "--rounds", "1", "--warmup", "10")
+    assert "ratio" in out and "ganforge" in out and "ganforge_ipb10" in out
 
 
 def test_evaluate_cli_prints_a_table_and_writes_json_next_to_the_checkpoint(run_train, tmp_path):

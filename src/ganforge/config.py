@@ -13,11 +13,12 @@ class ConfigError(ValueError):
 
 
 def register_resolvers() -> None:
-    """Interpolations the configs use: ``${mul:100,${pack}}`` (integer product, e.g. a batch of 100 packed groups)."""
+    """Interpolations the configs use: ``${mul:100,${pack}}`` (integer product, e.g. a batch of 100 packed groups)
+    and ``${idiv:${val_every},${iters_per_batch}}`` (integer quotient: iterations to Lightning batches)."""
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("mul", lambda *xs: math.prod(int(x) for x in xs), replace=True)
-
+    OmegaConf.register_new_resolver("idiv", lambda a, b: int(a) // int(b), replace=True)
 
 
 def config_dir() -> Path:

@@ -1,9 +1,10 @@
 """GANModule: the alternating discriminator / generator updates, and nothing else.
 
-One Lightning training step is one GAN iteration (Goodfellow et al. 2014, Algorithm 1):
-``d_steps`` (k) discriminator updates, each on a fresh minibatch of m real samples and m generated
-samples, then ``g_steps`` generator updates on fresh noise. ``trainer.global_step`` counts
-iterations (not optimizer steps), so ``trainer.max_steps = max_iters`` means what it says.
+A GAN iteration (Goodfellow et al. 2014, Algorithm 1) is ``d_steps`` (k) discriminator updates,
+each on a fresh minibatch of m real samples and m generated samples, then ``g_steps`` generator
+updates on fresh noise. One Lightning training step runs ``iters_per_batch`` iterations (default 1).
+``trainer.global_step`` counts iterations (not optimizer steps, not batches), so
+``trainer.max_steps = max_iters`` means what it says.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import lightning as L
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer, do_nothing_closure
 from torch import Tensor, nn
-from torch.distributed.fsdp import FSDPModule
 
 from ganforge.losses import GANLoss, gradient_penalty, jsd_from_d_loss
 
@@ -51,6 +51,11 @@ class GANModule(L.LightningModule):
             with batch b draw exactly what one process with batch N*b draws.
         compile: ``torch.compile`` G and D in place (the EMA copy, used only for sampling, stays eager).
             Not with a gradient penalty: compiled graphs have no double backward.
+        iters_per_batch: GAN iterations per Lightning batch (the batch then holds
+            ``iters_per_batch * d_steps`` minibatches). Above 1 it spreads Lightning's fixed per-batch
+            cost (callback hooks, progress tracking, batch transfer: ~0.5 ms on a CPU) over several
+            iterations, which matters only for tiny models; Lightning's batch hooks then run once per
+            ``iters_per_batch`` iterations, and ``trainer.max_steps`` must be a multiple of it.
     """
 
     def __init__(
@@ -69,10 +74,13 @@ class GANModule(L.LightningModule):
         log_every: int = 50,
         noise_seed: int = 0,
         compile: bool = False,
+        iters_per_batch: int = 1,
     ) -> None:
         super().__init__()
         if d_steps < 1 or g_steps < 1:
             raise ValueError(f"d_steps and g_steps must be >= 1, got d_steps={d_steps}, g_steps={g_steps}")
+        if iters_per_batch < 1:
+            raise ValueError(f"iters_per_batch must be >= 1, got {iters_per_batch}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.automatic_optimization = False
@@ -85,7 +93,7 @@ class GANModule(L.LightningModule):
         self.loss = loss
         self._g_opt_factory, self._d_opt_factory = g_optimizer, d_optimizer
         self._g_sched_factory, self._d_sched_factory = g_scheduler, d_scheduler
-        self.d_steps, self.g_steps = int(d_steps), int(g_steps)
+        self.d_steps, self.g_steps, self.iters_per_batch = int(d_steps), int(g_steps), int(iters_per_batch)
         self.grad_clip, self.ema_decay = grad_clip, float(ema_decay)
         self.log_every, self.noise_seed = max(1, int(log_every)), int(noise_seed)
         self._noise: torch.Generator | None = None
@@ -96,7 +104,6 @@ class GANModule(L.LightningModule):
         self._sums: Tensor | None = None
         self._last_logged_step = 0
         self._ddp: tuple[nn.Module, nn.Module] | None = None  # (G, D) DDP wrappers, set by GANDDPStrategy
-        self._sharded = False  # G, D (and the EMA copy) sharded by configure_model under GANFSDPStrategy
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -161,7 +168,13 @@ class GANModule(L.LightningModule):
         for net in (self.generator, self.discriminator, self.g_ema):
             if net is not None:
                 shard_network(net, mesh, reshard_after_forward=strategy.reshard_after_forward)
-        self._sharded = True
+
+    @property
+    def _sharded(self) -> bool:
+        """Whether configure_model sharded the networks (under GANFSDPStrategy)."""
+        from torch.distributed.fsdp import FSDPModule
+
+        return isinstance(self.discriminator, FSDPModule)
 
     def on_train_start(self) -> None:
         # here, not in on_fit_start: strategies that restore after setup (FSDP) load the checkpoint in between
@@ -172,6 +185,11 @@ class GANModule(L.LightningModule):
         self._sums = torch.zeros(5, device=self.device)
         self._last_logged_step = self.global_step
         self._lean = self._lightning_plumbing_is_a_no_op()
+        if self.trainer.max_steps > 0 and self.trainer.max_steps % self.iters_per_batch:
+            raise ValueError(
+                f"trainer.max_steps={self.trainer.max_steps} is not a multiple of iters_per_batch={self.iters_per_batch}: "
+                "Lightning stops between batches, so the run would overshoot"
+            )
 
     def _lightning_plumbing_is_a_no_op(self) -> bool:
         """Whether Lightning's backward/step path would only call empty hooks.
@@ -224,9 +242,18 @@ class GANModule(L.LightningModule):
     # ------------------------------------------------------------ the iteration
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
-        reals = batch[0].chunk(self.d_steps)
-        if len(reals) != self.d_steps or reals[-1].shape[0] != reals[0].shape[0]:
-            raise ValueError(f"a batch of {batch[0].shape[0]} cannot be split into d_steps={self.d_steps} equal parts")
+        schedulers = self._schedulers()
+        n = self.iters_per_batch * self.d_steps
+        reals = batch[0].chunk(n)
+        if len(reals) != n or reals[-1].shape[0] != reals[0].shape[0]:
+            raise ValueError(
+                f"a batch of {batch[0].shape[0]} cannot be split into iters_per_batch={self.iters_per_batch} x "
+                f"d_steps={self.d_steps} equal parts"
+            )
+        for i in range(0, n, self.d_steps):
+            self._iteration(opt_g, opt_d, schedulers, reals[i : i + self.d_steps])
+
+    def _iteration(self, opt_g: LightningOptimizer, opt_d: LightningOptimizer, schedulers: list, reals: tuple[Tensor, ...]) -> None:
         for real in reals:
             self._discriminator_step(opt_d, real)
         m = reals[0].shape[0]
@@ -234,7 +261,7 @@ class GANModule(L.LightningModule):
             self._generator_step(opt_g, m, counted=i == self.g_steps - 1)
         if self.g_ema is not None:
             self._update_ema()
-        for sched in self._schedulers():
+        for sched in schedulers:
             sched.step()
         if self.global_step % self.log_every == 0:
             self._log_train_metrics()
@@ -254,7 +281,9 @@ class GANModule(L.LightningModule):
             d_loss = d_loss + self.loss.gp_weight * gp
         opt.zero_grad(set_to_none=True)
         self._backward(d_loss)
-        if self._sharded and self.loss.gp_weight:
+        if self.loss.gp_weight and self._sharded:
+            from torch.distributed.fsdp import FSDPModule
+
             self.discriminator.set_reshard_after_backward(True)
             for m in self.discriminator.modules():
                 if isinstance(m, FSDPModule):

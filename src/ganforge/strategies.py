@@ -38,7 +38,22 @@ from torch.nn.parallel import DistributedDataParallel
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
-class GANDDPStrategy(DDPStrategy):
+class _GANProcessGroup:
+    """What both of ganforge's data-parallel strategies add to Lightning's: the Hydra-aware rank launcher,
+    and a process group destroyed at teardown (a multirun's next job starts a new one)."""
+
+    def _configure_launcher(self) -> None:
+        super()._configure_launcher()
+        if type(self._launcher) is _SubprocessScriptLauncher:
+            self._launcher = _GANSubprocessLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+
+    def teardown(self) -> None:
+        super().teardown()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+class GANDDPStrategy(_GANProcessGroup, DDPStrategy):
     """DDP with the generator and the discriminator wrapped separately (see the module docstring).
 
     Accepts :class:`~lightning.pytorch.strategies.DDPStrategy`'s arguments;
@@ -67,11 +82,6 @@ class GANDDPStrategy(DDPStrategy):
             **kwargs,
         )
 
-    def _configure_launcher(self) -> None:
-        super()._configure_launcher()
-        if type(self._launcher) is _SubprocessScriptLauncher:
-            self._launcher = _GANSubprocessLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
-
     def configure_ddp(self) -> None:
         module = self.lightning_module
         if not hasattr(module, "attach_ddp"):
@@ -86,11 +96,9 @@ class GANDDPStrategy(DDPStrategy):
         if module is not None and hasattr(module, "attach_ddp"):
             module.attach_ddp(None, None)
         super().teardown()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
 
 
-class GANFSDPStrategy(ModelParallelStrategy):
+class GANFSDPStrategy(_GANProcessGroup, ModelParallelStrategy):
     """Fully sharded data parallelism for G and D (FSDP2: ``torch.distributed.fsdp.fully_shard``).
 
     Every rank holds a 1/world shard of each network's parameters, gradients and Adam state; a block's
@@ -120,16 +128,6 @@ class GANFSDPStrategy(ModelParallelStrategy):
     def setup_environment(self) -> None:
         self._data_parallel_size = self.num_nodes * self.num_processes  # a 1-D data-parallel mesh over all ranks
         super().setup_environment()
-
-    def _configure_launcher(self) -> None:
-        super()._configure_launcher()
-        if type(self._launcher) is _SubprocessScriptLauncher:
-            self._launcher = _GANSubprocessLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
-
-    def teardown(self) -> None:
-        super().teardown()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
 
     # Checkpoints in the single-device format. Lightning's ModelParallelStrategy keys each optimizer's state by
     # the index of the parameter in the *whole model* (D's Adam state as 8..15 after G's 0..7), which a

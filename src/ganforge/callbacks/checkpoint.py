@@ -80,8 +80,8 @@ class CheckpointOnSigterm(L.Callback):
     Lightning's own SIGTERM handler runs a collective inside the signal handler, which can pair with a
     gradient all-reduce of another rank and hang a DDP run. This callback replaces it, for the training
     loop, with one that only sets a flag and forwards the signal to the ranks this process launched. The
-    ranks agree on the flag every ``check_every`` iterations (one 1-element all-reduce; every iteration
-    on a single device), then all stop after the same iteration, so the checkpoint holds one consistent
+    ranks agree on the flag every ``check_every`` batches (one 1-element all-reduce; every batch on a
+    single device), then all stop after the same batch, so the checkpoint holds one consistent
     state. SLURM's SIGUSR1 auto-requeue stays Lightning's (``SLURMEnvironment(auto_requeue=True)``).
     """
 
@@ -91,9 +91,10 @@ class CheckpointOnSigterm(L.Callback):
         self._flag = False
         self._launcher = None
         self._previous: Any = None
+        self._batches = 0  # batches this process has trained: the same count on every rank
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._flag, self._launcher = False, trainer.strategy.launcher
+        self._flag, self._launcher, self._batches = False, trainer.strategy.launcher, 0
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
 
@@ -104,7 +105,8 @@ class CheckpointOnSigterm(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.world_size > 1:
-            if trainer.global_step % self.check_every:
+            self._batches += 1
+            if self._batches % self.check_every:
                 return
             flag = torch.tensor([float(self._flag)], device=pl_module.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)

@@ -81,7 +81,8 @@ def build(cfg: DictConfig) -> Run:
     if int(cfg.val_every) == 0:  # Lightning has no "never" interval: validate once per epoch over zero batches
         with open_dict(cfg):
             cfg.trainer.val_check_interval, cfg.trainer.limit_val_batches = None, 0
-    datamodule = build_datamodule(cfg.dataset, batch_multiplier=cfg.d_steps, seed=cfg.seed)
+    k = check_iters_per_batch(cfg)
+    datamodule = build_datamodule(cfg.dataset, batch_multiplier=int(cfg.d_steps) * k, seed=cfg.seed)
     if hasattr(datamodule, "prepare") and int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0))) == 0:
         datamodule.prepare()  # files present or downloaded, or one clear line, before any model is built
     if datamodule.batch_size % int(cfg.pack):
@@ -112,6 +113,7 @@ def build(cfg: DictConfig) -> Run:
         log_every=cfg.log_every,
         noise_seed=cfg.seed,
         compile=bool(cfg.get("compile", False)),
+        iters_per_batch=k,
     )
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     resumed = check_checkpoint(ckpt_path, module) if ckpt_path else {}
@@ -129,6 +131,18 @@ def build(cfg: DictConfig) -> Run:
     for lg in loggers:
         lg.log_hyperparams(hparams)
     return Run(datamodule, module, trainer, ckpt_path)
+
+
+def check_iters_per_batch(cfg: DictConfig) -> int:
+    """``iters_per_batch``, checked: Lightning's callbacks, validation and stopping act between batches, so
+    every iteration interval must be a multiple of it."""
+    k = int(cfg.get("iters_per_batch", 1))
+    if k < 1:
+        raise ConfigError(f"iters_per_batch must be >= 1, got {k}")
+    off = [f"{n}={cfg[n]}" for n in ("max_iters", "log_every", "val_every", "sample_every", "ckpt_every") if int(cfg[n]) % k]
+    if off:
+        raise ConfigError(f"iters_per_batch={k} must divide {', '.join(off)}: make them multiples of {k}, or set iters_per_batch=1")
+    return k
 
 
 def build_loggers(logger_cfg: DictConfig | dict, wandb_id: str | None = None) -> list[Any]:

@@ -70,10 +70,14 @@ class TensorBatches:
         self._next_batch = 0
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "next_batch": self._next_batch}
+        return {"epoch": self.epoch, "next_batch": self._next_batch, "global_batch": self.batch_size * self.world_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self._next_batch = int(state["epoch"]), int(state["next_batch"])
+        # a run resumed with another global batch (e.g. another iters_per_batch) goes on from the same
+        # position in the epoch's permutation; other world sizes with the same global batch resume exactly
+        here = self.batch_size * self.world_size
+        saved = int(state.get("global_batch", here))
+        self.epoch, self._next_batch = int(state["epoch"]), int(state["next_batch"]) * saved // here
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -85,8 +89,9 @@ class InMemoryDataModule(L.LightningDataModule):
 
     Args:
         batch_size: m, samples per discriminator (and generator) step, per rank.
-        batch_multiplier: batches drawn per training step; the module splits them over its
-            ``d_steps`` discriminator updates, so each D step sees fresh real data.
+        batch_multiplier: minibatches drawn per training step; the module splits them over its
+            ``iters_per_batch`` iterations of ``d_steps`` discriminator updates, so each D step sees
+            fresh real data.
         seed: seeds the shuffling (epoch e uses ``seed + e``).
     """
 
