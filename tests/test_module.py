@@ -125,6 +125,38 @@ def test_training_logs_the_theory_quantities():
     assert cm["train/jsd_batch"].item() == pytest.approx(0.5 * (math.log(4) - cm["train/d_loss"].item()), rel=1e-5)
 
 
+@pytest.mark.parametrize("loss_name", ["nonsaturating", "wgan_gp"])
+def test_logged_training_metrics_are_the_means_over_the_log_interval(monkeypatch, loss_name):
+    import dataclasses
+
+    import ganforge.module as gm
+
+    rec = {k: [] for k in ("d_loss", "d_real", "d_fake", "gp", "g_loss")}
+    base, gp_fn = make_loss(loss_name), gm.gradient_penalty
+    prob = torch.sigmoid if base.sigmoid else (lambda x: x)
+
+    def d_loss(r, f):
+        out = base.d_loss(r, f)
+        rec["d_loss"].append(out.item()), rec["d_real"].append(prob(r).mean().item()), rec["d_fake"].append(prob(f).mean().item())
+        return out
+
+    def g_loss(f):
+        rec["g_loss"].append(base.g_loss(f).item())
+        return base.g_loss(f)
+
+    def gp(*a, **kw):
+        rec["gp"].append(gp_fn(*a, **kw).item())
+        return gp_fn(*a, **kw)
+
+    monkeypatch.setattr(gm, "gradient_penalty", gp)
+    trainer = fit(make_module(dataclasses.replace(base, d_loss=d_loss, g_loss=g_loss), log_every=3, d_steps=2), 6, d_steps=2)
+    cm = trainer.callback_metrics  # the last log: iterations 4..6 = D steps 6..11, G steps 3..5
+    for k, first in (("d_loss", 6), ("d_real", 6), ("d_fake", 6), ("gp", 6), ("g_loss", 3)):
+        if rec[k] or f"train/{k}" in cm:
+            assert cm[f"train/{k}"].item() == pytest.approx(sum(rec[k][first:]) / len(rec[k][first:]), rel=1e-5, abs=1e-6), k
+    assert ("train/gp" in cm) == (loss_name == "wgan_gp") and len(rec["d_loss"]) == 12 and len(rec["g_loss"]) == 6
+
+
 class _BatchCounter(L.Callback):
     def __init__(self):
         self.steps = []
@@ -170,9 +202,9 @@ class _GradHook(L.Callback):
 def test_lean_path_is_used_only_when_lightning_hooks_are_empty_and_trains_identically():
     lean, hooked = make_module(), make_module()
     hook = _GradHook()
-    fit(lean, 6)
-    fit(hooked, 6, callbacks=[hook])
+    t_lean, t_hooked = fit(lean, 6), fit(hooked, 6, callbacks=[hook])
     assert lean._lean and not hooked._lean
+    assert t_lean.global_step == t_hooked.global_step == 6  # the lean path counts the iteration's G step too
     assert hook.calls == 6 * 2  # one D and one G backward per iteration reach the user's hook
     for a, b in zip(lean.state_dict().values(), hooked.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

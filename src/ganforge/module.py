@@ -100,8 +100,9 @@ class GANModule(L.LightningModule):
         self._noise_state_to_load: Tensor | None = None
         self._lean = False
         self._val_noise: torch.Generator | None = None
-        # device-side sums since the last log: d_loss, d_real, d_fake, gp, g_loss
+        # device-side sums since the last log: d_loss, d_real, d_fake, gp, g_loss; _acc holds 0-dim views of its entries
         self._sums: Tensor | None = None
+        self._acc: tuple[Tensor, ...] = ()
         self._last_logged_step = 0
         self._ddp: tuple[nn.Module, nn.Module] | None = None  # (G, D) DDP wrappers, set by GANDDPStrategy
 
@@ -183,6 +184,7 @@ class GANModule(L.LightningModule):
             self._noise.set_state(self._noise_state_to_load)
             self._noise_state_to_load = None
         self._sums = torch.zeros(5, device=self.device)
+        self._acc = self._sums.unbind()  # views: one fused add per D step, no stacking
         self._last_logged_step = self.global_step
         self._lean = self._lightning_plumbing_is_a_no_op()
         if self.trainer.max_steps > 0 and self.trainer.max_steps % self.iters_per_batch:
@@ -270,8 +272,8 @@ class GANModule(L.LightningModule):
         with torch.no_grad():  # the D update must not build (or leak into) G's graph
             fake = self.generator(self.noise(real.shape[0]))
         r, f = self.discriminator(real), self._synced(self.discriminator)(fake)
-        d_loss = self.loss.d_loss(r, f)
-        gp = torch.zeros((), device=self.device)
+        d_loss = d_main = self.loss.d_loss(r, f)
+        gp = None
         if self.loss.gp_weight:
             n = real.shape[0]
             alpha = self._rank_share(torch.rand(n * self._world, device=self.device, generator=self._noise))
@@ -293,9 +295,12 @@ class GANModule(L.LightningModule):
             with torch.no_grad():
                 for p in self.discriminator.parameters():
                     p.clamp_(-self.loss.clip_value, self.loss.clip_value)
-        with torch.no_grad():
+        with torch.no_grad():  # the sums for the log: a few small ops on the device, no host sync
             d_real, d_fake = (r.sigmoid().mean(), f.sigmoid().mean()) if self.loss.sigmoid else (r.mean(), f.mean())
-            self._sums[:4] += torch.stack([d_loss.detach() - self.loss.gp_weight * gp.detach(), d_real, d_fake, gp.detach()])
+            if gp is None:
+                torch._foreach_add_(self._acc[:3], (d_main, d_real, d_fake))
+            else:
+                torch._foreach_add_(self._acc[:4], (d_main, d_real, d_fake, gp))
 
     def _generator_step(self, opt: LightningOptimizer, m: int, counted: bool) -> None:
         fake = self._synced(self.generator)(self.noise(m))
@@ -307,7 +312,7 @@ class GANModule(L.LightningModule):
         finally:
             self.discriminator.requires_grad_(True)
         self._optimizer_step(opt, counted=counted)
-        self._sums[4] += g_loss.detach()
+        self._acc[4].add_(g_loss.detach())
 
     def _optimizer_step(self, opt: LightningOptimizer, counted: bool) -> None:
         """Clip and step through the strategy (precision plugin, loss scaler, ...).
@@ -318,7 +323,11 @@ class GANModule(L.LightningModule):
         """
         if self.grad_clip and self._lean:  # else in on_before_optimizer_step, after AMP's unscale
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
-        if counted:
+        if counted and self._lean:  # what LightningOptimizer.step does when the strategy's path is a no-op
+            opt._on_before_step()  # set by Lightning's manual-optimization loop: step progress (-> global_step)
+            opt.optimizer.step()
+            opt._on_after_step()
+        elif counted:
             opt.step()
         elif self._lean:
             opt.optimizer.step()
