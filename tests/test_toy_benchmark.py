@@ -11,7 +11,7 @@ import torch
 from conftest import REPO
 from ganforge.models import MLPDiscriminator, MLPGenerator
 from ganforge.models.mlp import Maxout
-from ganforge.toy_benchmark import PUBLISHED, mean_se, table, RunResult
+from ganforge.toy_benchmark import PUBLISHED, RunResult, mean_se, sweep_command, table
 
 
 def test_maxout_is_the_max_over_pieces_of_one_linear_map():
@@ -46,6 +46,23 @@ def test_the_experiment_batches_100_packed_groups(tmp_path):
     assert cfg.metrics.n_samples == 2500 and list(cfg.metrics.names) == ["modes"]
 
 
+def test_sweep_runs_the_seeds_asked_for(tmp_path):
+    cmd = sweep_command("ganforge", ["ring8", "grid25"], range(10, 13), tmp_path, 2, ["max_iters=20"])
+    assert "seed=10,11,12" in cmd and "dataset=ring8,grid25" in cmd and "experiment=modes_best" in cmd
+    assert cmd[-2:] == ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] and "max_iters=20" in cmd
+
+
+def test_the_recipe_decays_the_learning_rates_to_a_floor_per_dataset(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    floors = {}
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        for ds in ("ring8", "grid25", "gaussian1d"):
+            cfg = compose("train", ["experiment=modes_best", f"dataset={ds}", f"paths.output_dir={tmp_path}"])
+            floors[ds] = (cfg.optim.g_scheduler.end_factor, cfg.optim.d_scheduler.end_factor)
+    assert floors == {"ring8": (0.1, 0.1), "grid25": (0.01, 0.01), "gaussian1d": (0.01, 0.01)}
+
+
 def test_mean_and_standard_error():
     m, se = mean_se([1.0, 2.0, 3.0, 4.0, float("nan")])
     assert m == 2.5 and se == pytest.approx(math.sqrt(5 / 3) / 2)
@@ -65,14 +82,14 @@ def test_one_command_benchmark_smoke(tmp_path):
     """The whole pipeline for one seed and a few iterations: multirun per method, evaluation, table, scatter grids.
     PacGAN3 (batch 300) also checks that validation copes with a last batch that fills no packed group."""
     out = tmp_path / "bench"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--seeds", "1", "--methods", "pacgan3,ganforge",
+    cmd = [sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--seeds", "1", "--first-seed", "3", "--methods", "pacgan3,ganforge",
            "--jobs", "1", "--out", str(out), "max_iters=20", "val_every=20", "ckpt_every=20", "sample_every=20"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
     assert {(r["method"], r["dataset"]) for r in rows} == {(m, d) for m in ("pacgan3", "ganforge") for d in ("ring8", "grid25")}
-    assert all(int(r["iterations"]) == 20 and 0 <= float(r["hq_percent"]) <= 100 for r in rows)
+    assert all(int(r["iterations"]) == 20 and 0 <= float(r["hq_percent"]) <= 100 and r["seed"] == "3" for r in rows)
     text = (out / "table.md").read_text()
     assert "GAN (published)" in text and "ganforge recipe" in text and "Command:" in text
     for m in ("pacgan3", "ganforge"):

@@ -64,17 +64,17 @@ N_MODES = {"ring8": 8, "grid25": 25}
 
 
 # ------------------------------------------------------------------ training
-def sweep_command(method: str, datasets: list[str], seeds: int, out: Path, jobs: int, extra: list[str]) -> list[str]:
+def sweep_command(method: str, datasets: list[str], seeds: range, out: Path, jobs: int, extra: list[str]) -> list[str]:
     m = METHODS[method]
     cmd = [sys.executable, "-m", "ganforge.cli.train", "-m", *m.overrides, f"dataset={','.join(datasets)}",
-           f"seed={','.join(map(str, range(seeds)))}", f"hydra.sweep.dir={out / method}", "hydra.sweep.subdir=${dataset.name}-seed${seed}",
+           f"seed={','.join(map(str, seeds))}", f"hydra.sweep.dir={out / method}", "hydra.sweep.subdir=${dataset.name}-seed${seed}",
            "logger=csv", *extra]  # fmt: skip
     if jobs > 1:
         cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
     return cmd
 
 
-def train(methods: list[str], datasets: list[str], seeds: int, out: Path, jobs: int, extra: list[str]) -> None:
+def train(methods: list[str], datasets: list[str], seeds: range, out: Path, jobs: int, extra: list[str]) -> None:
     env = dict(os.environ)
     if jobs > 1:  # one intra-op thread per job: `jobs` processes share the cores instead of fighting over them
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ganforge-modes", description=__doc__.splitlines()[0])
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     p.add_argument("--datasets", default=",".join(DATASETS))
-    p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per method and dataset")
+    p.add_argument("--seeds", type=int, default=10, help="N seeds per method and dataset: first-seed .. first-seed+N-1")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (fresh seeds for a held-out check of a recipe)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (joblib launcher); 1 = Hydra's basic launcher")
     p.add_argument("--out", type=Path, default=Path("results/mode_collapse"))
     p.add_argument("--summarize-only", action="store_true", help="only evaluate the runs already in --out")
@@ -263,12 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in METHODS] + [d for d in datasets if d not in DATASETS]
     if unknown:
         p.error(f"unknown method or dataset {', '.join(unknown)}: methods are {', '.join(METHODS)}; datasets {', '.join(DATASETS)}")
-    if a.seeds < 1:
-        p.error("--seeds must be >= 1")
+    if a.seeds < 1 or a.first_seed < 0:
+        p.error("--seeds must be >= 1 and --first-seed >= 0")
     out = a.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     if not a.summarize_only:
-        train(methods, datasets, a.seeds, out, a.jobs, a.overrides)
+        train(methods, datasets, range(a.first_seed, a.first_seed + a.seeds), out, a.jobs, a.overrides)
     results = evaluate(out, methods)
     if not results:
         print(f"error: no runs found under {out}: run without --summarize-only first", file=sys.stderr)
