@@ -67,11 +67,14 @@ class _Timer(L.Callback):
         self.warmup, self.t0, self.t1 = warmup, None, None
 
     def on_train_batch_end(self, trainer, *args) -> None:
+        # synchronize only where the clock is read: a sync every batch would forbid the CPU to run ahead of the GPU,
+        # which the plain loop (synchronized only at its start and end) is allowed
         if trainer.global_step == self.warmup:
             self._sync(trainer)
             self.t0 = time.perf_counter()
-        self._sync(trainer)
-        self.t1 = time.perf_counter()
+        elif trainer.global_step >= trainer.max_steps:
+            self._sync(trainer)
+            self.t1 = time.perf_counter()
 
     @staticmethod
     def _sync(trainer) -> None:

@@ -17,6 +17,26 @@ def test_tensor_batches_cover_each_sample_once_per_epoch_and_reshuffle():
     assert torch.equal(e0, again)
 
 
+def test_small_training_data_is_cut_into_batches_on_the_accelerator():
+    """On an accelerator the training tensors are copied there once (here the meta device stands in for a GPU),
+    so no batch crosses from the host; above resident_max_bytes, or on a CPU, they stay where they are."""
+    from types import SimpleNamespace
+
+    dm = Ring8DataModule(n_train=512, n_val=64, batch_size=32)
+    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")), global_rank=0, world_size=1)
+    dm.trainer = trainer
+    batches = dm.train_dataloader()
+    assert all(t.device.type == "meta" for t in batches.tensors)
+    x, y = next(iter(batches))
+    assert x.device.type == "meta" and x.shape == (32, 2) and y.shape == (32,)
+    assert dm.train_dataloader().tensors[0] is batches.tensors[0]  # copied once, not per call
+    dm.resident_max_bytes = 512 * 2 * 4 - 1
+    assert dm.train_dataloader().tensors[0].device.type == "cpu"
+    trainer.strategy.root_device = torch.device("cpu")
+    dm.resident_max_bytes = 1 << 30
+    assert dm.train_dataloader().tensors[0] is dm.train_data[0]
+
+
 def test_tensor_batches_resume_mid_epoch_from_state_dict():
     x = torch.arange(50)
     full = TensorBatches((x,), batch_size=5, seed=1)
