@@ -1,5 +1,6 @@
 """Stacked MNIST (PacGAN Table 2): 3-digit stacks, 1,000 modes read back by ganforge's LeNet, and the recipe's pipeline."""
 
+import csv
 import math
 
 import numpy as np
@@ -68,15 +69,73 @@ def test_real_stacks_cover_all_1000_modes_as_read_by_the_lenet():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not MNIST_RAW.is_dir(), reason="needs ../shared/data/MNIST/raw beside the repo")
-def test_stacked_mnist_recipe_runs_on_cpu(run_train):
-    """The whole Table-2 pipeline for a few steps: stacks from the shipped MNIST split, packed DCGAN, the mode metrics."""
-    import csv
+def test_stacked_mnist_benchmark_runs_dcgan_and_pacdcgan_on_cpu(tmp_path):
+    """The whole Table-2 pipeline for a few steps, through its one command: stacks from the shipped MNIST split,
+    DCGAN and packed DCGAN trained side by side, the mode metrics read back into the table."""
+    from conftest import run_benchmark
 
-    proc, run_dir = run_train(
-        "experiment=dcgan_stacked_mnist", f"dataset.root={MNIST_RAW.parents[1]}", "dataset.split=test", "dataset.download=false",
-        "trainer=cpu", "logger=csv", "pack=2", "max_iters=3", "val_every=3", "ckpt_every=3", "sample_every=3",
+    out = run_benchmark(
+        "stacked_mnist.py", "--out", str(tmp_path), "--packs", "1,2", "--seeds", "0",
+        f"dataset.root={MNIST_RAW.parents[1]}", "dataset.split=test", "dataset.download=false",
+        "trainer=cpu", "max_iters=3", "val_every=3", "ckpt_every=3", "sample_every=3",
         "metrics.n_samples=600", "dataset.n_train=640", "dataset.n_val=128",
     )  # fmt: skip
-    rows = [r for r in csv.DictReader(open(run_dir / "csv" / "metrics.csv")) if r.get("val/modes")]
-    assert rows and 1 <= float(rows[-1]["val/modes"]) <= 600 and 0 <= float(rows[-1]["val/mode_kl"]) <= math.log(1000) + 1e-6
-    assert (run_dir / "samples" / "latest.png").is_file()
+    assert "| DCGAN (ganforge) | 1 | 3 |" in out and "| PacDCGAN2 (ganforge) | 1 | 3 |" in out
+    for pack in (1, 2):
+        run_dir = tmp_path / f"pack{pack}-seed0"
+        rows = [r for r in csv.DictReader(open(run_dir / "csv" / "metrics.csv")) if r.get("val/modes")]
+        assert rows and 1 <= float(rows[-1]["val/modes"]) <= 600 and 0 <= float(rows[-1]["val/mode_kl"]) <= math.log(1000) + 1e-6
+        assert (run_dir / "samples" / "latest.png").is_file() and (run_dir / ".hydra" / "overrides.yaml").is_file()
+        assert f"pack={pack}" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def _stacked_mnist_script():
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("stacked_mnist_bench", REPO / "benchmarks" / "stacked_mnist.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_stacked_mnist_table_is_the_last_evaluation_of_each_run_beside_the_published_rows(tmp_path):
+    bench = _stacked_mnist_script()
+    curves = {(1, 0): [(5000, 990, 0.4), (10000, 1000, 0.2)], (1, 1): [(5000, 980, 0.5), (10000, 996, 0.3)], (2, 0): [(5000, 999, 0.1)]}
+    for (pack, seed), rows in curves.items():
+        log = tmp_path / f"pack{pack}-seed{seed}" / "csv"
+        log.mkdir(parents=True)
+        lines = ["step,train/d_loss,val/modes,val/mode_kl", "100,1.0,,"] + [f"{i},,{m},{kl}" for i, m, kl in rows]
+        (log / "metrics.csv").write_text("\n".join(lines) + "\n")
+    text = bench.summarize(tmp_path, [1, 2], [0, 1], "cmd", 60.0)
+    assert "| DCGAN (published) | - | 100,000 | 99 | 3.4 |" in text and "| PacDCGAN2 (published) | - | 100,000 | 1000 | 0.06 |" in text
+    assert "| DCGAN (ganforge) | 2 | 10,000 | 998 ± 2 | 0.25 ± 0.05 |" in text  # seeds 0 and 1 at their last evaluation
+    assert "| PacDCGAN2 (ganforge) | 1 | 5,000 | 999 | 0.1 |" in text  # pack 2 seed 1 never evaluated: left out
+    runs = list(csv.reader(open(tmp_path / "runs.csv")))
+    assert runs[0] == ["method", "pack", "seed", "iteration", "modes", "mode_kl"] and len(runs) == 5
+    assert runs[-1][:4] == ["PacDCGAN2", "2", "1", "0"] and runs[-1][4] == "nan"
+    assert len(list(csv.reader(open(tmp_path / "curves.csv")))) == 1 + 5 and (tmp_path / "curves.png").is_file()
+    assert bench.main(["--summarize-only", "--out", str(tmp_path), "--packs", "1,2", "--seeds", "0,1"]) == 1  # a run with no evaluation
+
+
+def test_stacked_mnist_wall_limit_stops_runs_with_sigterm():
+    import subprocess
+    import sys
+    import time
+
+    bench = _stacked_mnist_script()
+    # a stand-in run that, like train.py, exits cleanly on SIGTERM
+    code = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(60)"
+    procs = {(1, 0): subprocess.Popen([sys.executable, "-c", code])}
+    t0 = time.monotonic()
+    bench.wait(procs, wall=1.0)
+    assert procs[1, 0].returncode == 0 and time.monotonic() - t0 < 30
+
+
+def test_stacked_mnist_script_rejects_bad_packs(capsys):
+    bench = _stacked_mnist_script()
+    with pytest.raises(SystemExit):
+        bench.main(["--packs", "one", "--summarize-only"])
+    assert "comma-separated integers" in capsys.readouterr().err
