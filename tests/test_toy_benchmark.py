@@ -60,7 +60,9 @@ def test_the_recipe_decays_the_learning_rates_to_a_floor_per_dataset(tmp_path):
         for ds in ("ring8", "grid25", "gaussian1d"):
             cfg = compose("train", ["experiment=modes_best", f"dataset={ds}", f"paths.output_dir={tmp_path}"])
             floors[ds] = (cfg.optim.g_scheduler.end_factor, cfg.optim.d_scheduler.end_factor)
-    assert floors == {"ring8": (0.1, 0.1), "grid25": (0.01, 0.01), "gaussian1d": (0.01, 0.01)}
+        cfg = compose("train", ["experiment=modes_best", "dataset=ring8", "optim.lr_end_factor=0.05", f"paths.output_dir={tmp_path}"])
+        floors["override"] = (cfg.optim.g_scheduler.end_factor, cfg.optim.d_scheduler.end_factor)
+    assert floors == {"ring8": (0.1, 0.1), "grid25": (0.01, 0.01), "gaussian1d": (0.01, 0.01), "override": (0.05, 0.05)}
 
 
 def test_mean_and_standard_error():

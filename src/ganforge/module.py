@@ -297,10 +297,8 @@ class GANModule(L.LightningModule):
                     p.clamp_(-self.loss.clip_value, self.loss.clip_value)
         with torch.no_grad():  # the sums for the log: a few small ops on the device, no host sync
             d_real, d_fake = (r.sigmoid().mean(), f.sigmoid().mean()) if self.loss.sigmoid else (r.mean(), f.mean())
-            if gp is None:
-                torch._foreach_add_(self._acc[:3], (d_main, d_real, d_fake))
-            else:
-                torch._foreach_add_(self._acc[:4], (d_main, d_real, d_fake, gp))
+            values = (d_main, d_real, d_fake) if gp is None else (d_main, d_real, d_fake, gp)
+            torch._foreach_add_(self._acc[: len(values)], values)
 
     def _generator_step(self, opt: LightningOptimizer, m: int, counted: bool) -> None:
         fake = self._synced(self.generator)(self.noise(m))
