@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from ganforge.toy_benchmark import mean_se
+
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = {1: ("DCGAN (published)", 99.0, 3.40), 2: ("PacDCGAN2 (published)", 1000.0, 0.06)}
 
@@ -75,14 +77,12 @@ def curve(run: Path) -> list[tuple[int, float, float]]:
     return [(int(float(r["step"])), float(r["val/modes"]), float(r["val/mode_kl"])) for r in rows]
 
 
-def mean_se(v: list[float]) -> str:
+def fmt_mean_se(v: list[float]) -> str:
+    """Mean ± standard error over seeds (toy_benchmark's mean_se), the mean alone for one seed, '-' for none."""
     if not v:
         return "-"
-    m = sum(v) / len(v)
-    if len(v) == 1:
-        return f"{m:.4g}"
-    se = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1) / len(v))
-    return f"{m:.4g} ± {se:.2g}"
+    m, se = mean_se(v)
+    return f"{m:.4g}" if math.isnan(se) else f"{m:.4g} ± {se:.2g}"
 
 
 def summarize(out: Path, packs: list[int], seeds: list[int], command: str, elapsed: float) -> str:
@@ -104,7 +104,7 @@ def summarize(out: Path, packs: list[int], seeds: list[int], command: str, elaps
         mine = [r for r in runs if r[0] == pack and not math.isnan(r[3])]
         iters = sorted({r[2] for r in mine})
         lines.append(f"| {label(pack)} (ganforge) | {len(mine)} | {', '.join(f'{i:,}' for i in iters) or '-'} "
-                     f"| {mean_se([r[3] for r in mine])} | {mean_se([r[4] for r in mine])} |")  # fmt: skip
+                     f"| {fmt_mean_se([r[3] for r in mine])} | {fmt_mean_se([r[4] for r in mine])} |")  # fmt: skip
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip() or "?"
     text = "\n".join(lines) + (
         f"\n\nCommand: `{command}`  \nCommit: {commit}; {device()}; {elapsed / 60:.1f} min of wall time, all runs at once. "
