@@ -85,12 +85,15 @@ def fmt_mean_se(v: list[float]) -> str:
     return f"{m:.4g}" if math.isnan(se) else f"{m:.4g} ± {se:.2g}"
 
 
-def summarize(out: Path, packs: list[int], seeds: list[int], command: str, elapsed: float) -> str:
-    runs, curves = [], []
+def summarize(out: Path, packs: list[int], seeds: list[int], command: str, elapsed: float) -> tuple[str, list[str]]:
+    """Write table.md, runs.csv, curves.csv and the plots; return the table and the runs with no evaluation."""
+    runs, curves, missing = [], [], []
     for pack in packs:
         for seed in seeds:
             c = curve(out / f"pack{pack}-seed{seed}")
             curves += [(pack, seed, *row) for row in c]
+            if not c:
+                missing.append(f"pack{pack}-seed{seed}")
             runs.append((pack, seed, *(c[-1] if c else (0, math.nan, math.nan))))
     with open(out / "runs.csv", "w", newline="") as f:
         csv.writer(f).writerows([("method", "pack", "seed", "iteration", "modes", "mode_kl")] + [(label(p), p, *r) for p, *r in runs])
@@ -112,7 +115,7 @@ def summarize(out: Path, packs: list[int], seeds: list[int], command: str, elaps
     )
     (out / "table.md").write_text(text)
     plot(out, packs, seeds, curves)
-    return text
+    return text, missing
 
 
 def device() -> str:
@@ -174,9 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     if not a.summarize_only:
         wait(launch(packs, seeds, out, a.overrides), a.wall)
-    text = summarize(out, packs, seeds, shlex.join(["python", "benchmarks/stacked_mnist.py", *argv]), time.monotonic() - t0)
+    text, missing = summarize(out, packs, seeds, shlex.join(["python", "benchmarks/stacked_mnist.py", *argv]), time.monotonic() - t0)
     print(text)
-    missing = [f"pack{p_}-seed{s}" for p_ in packs for s in seeds if not curve(out / f"pack{p_}-seed{s}")]
     if missing:
         print(f"error: no evaluation in {', '.join(missing)}: see stdout.log in each run folder", file=sys.stderr)
     return 1 if missing else 0

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ganforge.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from ganforge.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, sample_latent
 
 
 @pytest.mark.parametrize("res", [8, 16, 32, 64])
@@ -62,3 +62,29 @@ def test_spectral_norm_bounds_the_layer_spectral_norm():
 def test_mlp_generator_output_shape():
     g = MLPGenerator(latent_dim=4, out_shape=[2], hidden=16, layers=2)
     assert g(torch.randn(5, 4)).shape == (5, 2)
+
+
+@pytest.mark.parametrize("family", ["mlp", "dcgan"])
+def test_sample_latent_draws_from_the_generators_prior(family):
+    def make(dist):
+        if family == "mlp":
+            return MLPGenerator(3, [2], latent_dist=dist)
+        return DCGANGenerator(3, [1, 8, 8], base_width=8, latent_dist=dist)
+
+    u = sample_latent(make("uniform"), 30000, generator=torch.Generator().manual_seed(0))
+    assert u.shape == (30000, 3) and u.min() >= -1 and u.max() < 1
+    assert abs(float(u.mean())) < 0.01 and abs(float(u.var()) - 1 / 3) < 0.01  # U(-1, 1): variance 1/3
+    n = sample_latent(make("normal"), 30000, generator=torch.Generator().manual_seed(0))
+    assert abs(float(n.var()) - 1) < 0.03 and n.abs().max() > 3
+    again = sample_latent(make("uniform"), 5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, u[:5])  # a seeded generator gives the same z
+
+
+def test_a_generator_without_latent_dist_gets_the_normal_prior_and_a_bad_prior_is_refused():
+    class Bare(torch.nn.Module):
+        latent_dim = 2
+
+    z = sample_latent(Bare(), 20000, generator=torch.Generator().manual_seed(0))
+    assert abs(float(z.var()) - 1) < 0.03
+    with pytest.raises(ValueError, match="latent_dist must be one of normal, uniform, got 'cauchy'"):
+        MLPGenerator(2, [2], latent_dist="cauchy")

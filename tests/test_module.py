@@ -284,3 +284,35 @@ def test_grad_clip_bounds_the_true_gradient_under_every_precision(precision):
     g1 = torch.cat([p.detach().flatten() for p in m.generator.parameters()])
     assert (d1 - d0).norm().item() == pytest.approx(clip, rel=0.02)
     assert (g1 - g0).norm().item() == pytest.approx(clip, rel=0.02)
+
+
+class _RecordingGenerator(MLPGenerator):
+    """Remembers the largest |z| it was given."""
+
+    seen = 0.0
+
+    def forward(self, z):
+        self.seen = max(self.seen, float(z.abs().max()))
+        return super().forward(z)
+
+
+@pytest.mark.parametrize("dist", ["uniform", "normal"])
+def test_training_noise_follows_the_generators_prior(dist):
+    torch.manual_seed(0)
+    g = _RecordingGenerator(4, [2], hidden=16, layers=2, latent_dist=dist)
+    m = GANModule(
+        generator=g, discriminator=MLPDiscriminator([2], hidden=16, layers=2), loss=make_loss("nonsaturating"),
+        g_optimizer=functools.partial(torch.optim.Adam, lr=1e-3), d_optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+    )
+    fit(m, 20, batch_size=64)  # 20 x 64 x 4 draws: a normal prior exceeds |z| = 1 somewhere
+    assert (g.seen <= 1) == (dist == "uniform"), g.seen
+
+
+def test_evaluation_and_sampling_noise_follow_the_generators_prior():
+    from ganforge.cli.sample import sample
+    from ganforge.metrics.evaluator import Collective, GANEvaluator
+
+    g = _RecordingGenerator(4, [2], hidden=16, layers=2, latent_dist="uniform")
+    GANEvaluator(metrics=["modes"], n_samples=3000).generate(g, 3000, torch.device("cpu"), Collective())
+    sample(g, 3000)
+    assert 0.9 < g.seen <= 1

@@ -109,10 +109,11 @@ def test_stacked_mnist_table_is_the_last_evaluation_of_each_run_beside_the_publi
         log.mkdir(parents=True)
         lines = ["step,train/d_loss,val/modes,val/mode_kl", "100,1.0,,"] + [f"{i},,{m},{kl}" for i, m, kl in rows]
         (log / "metrics.csv").write_text("\n".join(lines) + "\n")
-    text = bench.summarize(tmp_path, [1, 2], [0, 1], "cmd", 60.0)
+    text, missing = bench.summarize(tmp_path, [1, 2], [0, 1], "cmd", 60.0)
     assert "| DCGAN (published) | - | 100,000 | 99 | 3.4 |" in text and "| PacDCGAN2 (published) | - | 100,000 | 1000 | 0.06 |" in text
     assert "| DCGAN (ganforge) | 2 | 10,000 | 998 ± 2 | 0.25 ± 0.05 |" in text  # seeds 0 and 1 at their last evaluation
     assert "| PacDCGAN2 (ganforge) | 1 | 5,000 | 999 | 0.1 |" in text  # pack 2 seed 1 never evaluated: left out
+    assert missing == ["pack2-seed1"]
     runs = list(csv.reader(open(tmp_path / "runs.csv")))
     assert runs[0] == ["method", "pack", "seed", "iteration", "modes", "mode_kl"] and len(runs) == 5
     assert runs[-1][:4] == ["PacDCGAN2", "2", "1", "0"] and runs[-1][4] == "nan"

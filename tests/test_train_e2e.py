@@ -196,6 +196,7 @@ def test_unsupported_strategies_are_one_line_errors(tmp_path):
     assert "16-mixed" in err and "bf16-mixed" in err
     assert "set compile=false" in build_error(tmp_path, *RING, "trainer.accelerator=cpu", "trainer.strategy=fsdp", "compile=true")
     assert "val_every must be >= 0" in build_error(tmp_path, *RING, "val_every=-1")
+    assert "latent_dist must be one of normal, uniform" in build_error(tmp_path, *RING, "model.generator.latent_dist=cauchy")
 
 
 def test_throughput_benchmark_runs_and_reports_a_ratio():

@@ -20,6 +20,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer, do_nothing_clos
 from torch import Tensor, nn
 
 from ganforge.losses import GANLoss, gradient_penalty, jsd_from_d_loss
+from ganforge.models.common import sample_latent
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -224,14 +225,14 @@ class GANModule(L.LightningModule):
             self.manual_backward(loss)
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """z ~ N(0, I), [n, latent_dim], from ``generator`` or the module's own training RNG (saved in checkpoints).
+        """z [n, latent_dim] from the generator's prior (``sample_latent``), from ``generator`` or the module's own training RNG (saved in checkpoints).
 
         Training noise is drawn for the global batch (n per rank) and this rank keeps rows
         ``rank::world_size``, the same interleaving as the data shards.
         """
         if generator is not None:
-            return torch.randn(n, self.latent_dim, device=self.device, generator=generator)
-        return self._rank_share(torch.randn(n * self._world, self.latent_dim, device=self.device, generator=self._noise))
+            return sample_latent(self.generator, n, device=self.device, generator=generator)
+        return self._rank_share(sample_latent(self.generator, n * self._world, device=self.device, generator=self._noise))
 
     @property
     def _world(self) -> int:

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ganforge.models.common import sample_latent
+
 
 class SamplePlotter(L.Callback):
     """Every ``every_n_iters`` iterations (and at the end), draw samples from the same fixed noise and
@@ -40,7 +42,7 @@ class SamplePlotter(L.Callback):
         n = self.n_images if dm_kind == "image" else self.n_points
         if self._z is None or self._z.shape[0] != n:
             g = torch.Generator().manual_seed(self.seed)
-            self._z = torch.randn(n, pl_module.latent_dim, generator=g)
+            self._z = sample_latent(pl_module.generator, n, generator=g)
         gen = pl_module.sampling_generator
         was_training = gen.training
         gen.eval()

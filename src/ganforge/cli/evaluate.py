@@ -22,6 +22,7 @@ from ganforge.config import ConfigError, parse_key_values
 from ganforge.metrics.evaluator import GANEvaluator
 from ganforge.metrics.fid import MetricUnavailable
 from ganforge.metrics.jsd import LOG2, jsd_from_terms
+from ganforge.models.common import sample_latent
 
 DEFAULTS: dict[str, Any] = {
     "ckpt_path": None, "metrics": ["fid", "kid", "jsd", "modes"], "n": 10000, "seed": 0, "device": "auto", "ema": True,
@@ -101,7 +102,7 @@ def _jsd_of_run_discriminator(ckpt_path, cfg, shape, gen, dm, n, seed, device) -
     real = dm.to_model_space(dm.val_data[0])
     m = (min(len(real), n) // pack) * pack
     g = torch.Generator(device=device).manual_seed(seed + 1)
-    fake = gen(torch.randn(m, gen.latent_dim, device=device, generator=g))
+    fake = gen(sample_latent(gen, m, device=device, generator=g))
     rt = torch.cat([F.logsigmoid(d(c.to(device))) for c in real[:m].split(500 * pack)])
     ft = torch.cat([F.logsigmoid(-d(c)) for c in fake.split(500 * pack)])
     return jsd_from_terms(rt.double(), ft.double())

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ganforge.config import ConfigError, parse_key_values
+from ganforge.models.common import sample_latent
 
 DEFAULTS: dict[str, Any] = {"ckpt_path": None, "n": 10000, "out": "samples.npz", "seed": 0, "batch_size": 1000, "ema": True, "device": "auto"}
 
@@ -43,7 +44,7 @@ def sample(gen: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 1000, 
     g = torch.Generator(device=device).manual_seed(int(seed))
     chunks = []
     for start in range(0, n, batch_size):
-        z = torch.randn(min(batch_size, n - start), gen.latent_dim, generator=g, device=device)
+        z = sample_latent(gen, min(batch_size, n - start), generator=g, device=device)
         chunks.append(gen(z).float().cpu())
     return torch.cat(chunks).numpy().astype(np.float32)
 

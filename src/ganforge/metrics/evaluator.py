@@ -21,6 +21,7 @@ from ganforge.metrics.fid import (
 )  # fmt: skip
 from ganforge.metrics.jsd import generator_jsd_1d, probe_jsd
 from ganforge.metrics.modes import digit_stack_counts, histogram_kl, mode_coverage
+from ganforge.models.common import sample_latent
 
 log = logging.getLogger("ganforge")
 
@@ -119,7 +120,7 @@ class GANEvaluator:
     def generate(self, generator: nn.Module, n: int, device: torch.device, coll: Collective) -> Tensor:
         """This rank's share of ``n`` samples from the fixed evaluation noise (generator in eval mode)."""
         g = torch.Generator(device=device).manual_seed(self.seed)
-        z = torch.randn(n, generator.latent_dim, device=device, generator=g)[coll.rank :: coll.world]
+        z = sample_latent(generator, n, device=device, generator=g)[coll.rank :: coll.world]
         was = generator.training
         generator.eval()
         try:

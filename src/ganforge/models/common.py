@@ -1,8 +1,28 @@
-"""Pieces shared by the model families: DCGAN init, PacGAN packing, spectral norm."""
+"""Pieces shared by the model families: the latent prior, DCGAN init, PacGAN packing, spectral norm."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+
+LATENT_DISTS = ("normal", "uniform")
+
+
+def check_latent_dist(name: str) -> str:
+    if name not in LATENT_DISTS:
+        raise ValueError(f"model.generator.latent_dist must be one of {', '.join(LATENT_DISTS)}, got {name!r}")
+    return name
+
+
+def sample_latent(
+    gen: nn.Module, n: int, *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+) -> Tensor:
+    """z [n, gen.latent_dim] from the generator's prior: ``gen.latent_dist`` "normal" (N(0, I), the default for a
+    generator without the attribute) or "uniform" (U(-1, 1)^d, as in DCGAN's and PacGAN's code)."""
+    shape = (int(n), int(gen.latent_dim))
+    if getattr(gen, "latent_dist", "normal") == "uniform":
+        return torch.rand(shape, generator=generator, device=device).mul_(2).sub_(1)
+    return torch.randn(shape, generator=generator, device=device)
 
 
 def dcgan_init(module: nn.Module) -> None:

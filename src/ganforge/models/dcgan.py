@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganforge.models.common import apply_spectral_norm, check_pack, dcgan_init, pack
+from ganforge.models.common import apply_spectral_norm, check_latent_dist, check_pack, dcgan_init, pack
 
 
 def _check_image_shape(shape: Sequence[int], who: str) -> tuple[int, int, int]:
@@ -43,10 +43,11 @@ def _norm(kind: str, channels: int) -> nn.Module:
 class DCGANGenerator(nn.Module):
     """z [B, latent_dim] -> images [B, C, R, R] in [-1, 1]."""
 
-    def __init__(self, latent_dim: int, out_shape: Sequence[int], base_width: int = 64) -> None:
+    def __init__(self, latent_dim: int, out_shape: Sequence[int], base_width: int = 64, latent_dist: str = "normal") -> None:
         super().__init__()
         channels, res, _ = _check_image_shape(out_shape, "model=dcgan (generator)")
         self.latent_dim = int(latent_dim)
+        self.latent_dist = check_latent_dist(latent_dist)
         self.out_shape = (channels, res, res)
         n_up = int(math.log2(res)) - 2  # 4x4 -> res
         width = base_width * 2 ** (n_up - 1)

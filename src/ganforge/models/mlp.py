@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganforge.models.common import apply_spectral_norm, check_pack, pack
+from ganforge.models.common import apply_spectral_norm, check_latent_dist, check_pack, pack
 
 
 def _flat_dim(shape: Sequence[int]) -> int:
@@ -50,9 +50,11 @@ class MLPGenerator(nn.Module):
         layers: int = 3,
         batchnorm: bool = False,
         init_std: float | None = None,
+        latent_dist: str = "normal",
     ) -> None:
         super().__init__()
         self.latent_dim = int(latent_dim)
+        self.latent_dist = check_latent_dist(latent_dist)
         self.out_shape = tuple(int(s) for s in out_shape)
         blocks: list[nn.Module] = []
         width = self.latent_dim
