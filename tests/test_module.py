@@ -210,6 +210,20 @@ def test_lean_path_is_used_only_when_lightning_hooks_are_empty_and_trains_identi
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+class _NoProgressCallbacks(L.Callback):
+    """A Lightning whose LightningOptimizer lacks the private progress callbacks the lean path calls
+    (callbacks' on_train_start runs before the module's, where the lean path is chosen)."""
+
+    def on_train_start(self, trainer, pl_module):
+        for o in pl_module.optimizers():
+            del o._on_before_step
+
+
+def test_lean_path_falls_back_to_lightnings_public_step_without_its_private_callbacks():
+    m = make_module()
+    assert fit(m, 4, callbacks=[_NoProgressCallbacks()]).global_step == 4 and not m._lean
+
+
 def test_progress_bar_does_its_per_batch_work_only_every_refresh_rate(monkeypatch):
     from lightning.pytorch.callbacks import RichProgressBar
 

@@ -52,17 +52,24 @@ def test_sweep_runs_the_seeds_asked_for(tmp_path):
     assert cmd[-2:] == ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] and "max_iters=20" in cmd
 
 
-def test_the_recipe_decays_the_learning_rates_to_a_floor_per_dataset(tmp_path):
+def test_the_recipe_sets_packing_length_and_learning_rate_floor_per_dataset(tmp_path):
+    """(pack, batch, iterations, both schedulers' length, both floors) per dataset; the command line overrides them."""
     from hydra import compose, initialize_config_dir
 
-    floors = {}
+    def recipe(*overrides):
+        cfg = compose("train", ["experiment=modes_best", *overrides, f"paths.output_dir={tmp_path}"])
+        sch = (cfg.optim.g_scheduler, cfg.optim.d_scheduler)
+        return cfg.pack, cfg.dataset.batch_size, cfg.max_iters, cfg.trainer.max_steps, *(s.total_iters for s in sch), *(s.end_factor for s in sch)
+
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        for ds in ("ring8", "grid25", "gaussian1d"):
-            cfg = compose("train", ["experiment=modes_best", f"dataset={ds}", f"paths.output_dir={tmp_path}"])
-            floors[ds] = (cfg.optim.g_scheduler.end_factor, cfg.optim.d_scheduler.end_factor)
-        cfg = compose("train", ["experiment=modes_best", "dataset=ring8", "optim.lr_end_factor=0.05", f"paths.output_dir={tmp_path}"])
-        floors["override"] = (cfg.optim.g_scheduler.end_factor, cfg.optim.d_scheduler.end_factor)
-    assert floors == {"ring8": (0.1, 0.1), "grid25": (0.01, 0.01), "gaussian1d": (0.01, 0.01), "override": (0.05, 0.05)}
+        got = {ds: recipe(f"dataset={ds}") for ds in ("ring8", "grid25", "gaussian1d")}
+        got["override"] = recipe("dataset=grid25", "pack=2", "max_iters=2000", "optim.lr_end_factor=0.05")
+    assert got == {
+        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1),
+        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01),
+        "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01),
+        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05),
+    }
 
 
 def test_mean_and_standard_error():

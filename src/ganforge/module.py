@@ -201,6 +201,8 @@ class GANModule(L.LightningModule):
         module) overriding ``on_before_backward``, ``on_after_backward`` or ``on_before_optimizer_step``.
         Then backward and the uncounted steps call torch directly, which saves ~a millisecond of
         Python per iteration on small models (see benchmarks/); anything else takes Lightning's path.
+        The counted step calls the two progress callbacks Lightning's manual loop gives each
+        ``LightningOptimizer`` (private names): a Lightning without them takes the public path too.
         """
         from lightning.pytorch.callbacks import Callback
         from lightning.pytorch.plugins.precision import Precision
@@ -212,6 +214,8 @@ class GANModule(L.LightningModule):
         if type(t.precision_plugin) is not Precision or type(t.strategy) is not SingleDeviceStrategy:
             return False
         if not isinstance(t.profiler, PassThroughProfiler):
+            return False
+        if not all(callable(getattr(o, h, None)) for o in self.optimizers() for h in ("_on_before_step", "_on_after_step")):
             return False
         hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
         if any(is_overridden(h, self, GANModule) for h in ("backward", *hooks)):
