@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import socket
@@ -117,7 +118,7 @@ def run_plain_ddp(workload: str, procs: int, iters: int, warmup: int) -> float:
 def run_one_process(workload: str, procs: int, iters: int, warmup: int) -> float:
     make_dm, make_g, make_d, batch, *_ = WORKLOADS[workload]
     torch.manual_seed(0)
-    return run_ganforge(make_g(), make_d(), make_dm(batch), iters, warmup, "cpu")
+    return run_ganforge(make_g(), make_d(), functools.partial(make_dm, batch), iters, warmup, "cpu")
 
 
 RUNNERS = {"ganforge_1proc": run_one_process, "ganforge_ddp": run_ganforge_ddp, "plain_ddp": run_plain_ddp}

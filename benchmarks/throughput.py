@@ -38,9 +38,9 @@ from ganforge.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator
 from ganforge.module import GANModule
 
 WORKLOADS = {
-    # name: (datamodule factory, G factory, D factory, batch, default iters, ganforge's iters_per_batch values)
+    # name: (datamodule factory (batch, minibatches per step), G factory, D factory, batch, default iters, ganforge's iters_per_batch values)
     "dcgan32": (
-        lambda b: DigitsDataModule(resolution=32, batch_size=b),
+        lambda b, m=1: DigitsDataModule(resolution=32, batch_size=b, batch_multiplier=m),
         lambda: DCGANGenerator(100, [1, 32, 32], base_width=64),
         lambda: DCGANDiscriminator([1, 32, 32], base_width=64),
         64,
@@ -48,7 +48,7 @@ WORKLOADS = {
         (1,),
     ),
     "ring8": (
-        lambda b: Ring8DataModule(batch_size=b),
+        lambda b, m=1: Ring8DataModule(batch_size=b, batch_multiplier=m),
         lambda: MLPGenerator(8, [2], hidden=128, layers=3),
         lambda: MLPDiscriminator([2], hidden=128, layers=3),
         256,
@@ -82,14 +82,14 @@ class _Timer(L.Callback):
             torch.cuda.synchronize()
 
 
-def run_ganforge(g, d, dm, iters: int, warmup: int, device: str, iters_per_batch: int = 1) -> float:
+def run_ganforge(g, d, make_dm, iters: int, warmup: int, device: str, iters_per_batch: int = 1) -> float:
     from ganforge.callbacks import GANProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
     k = iters_per_batch
     if iters % k or warmup % k:
         raise SystemExit(f"--iters ({iters}) and --warmup ({warmup}) must be multiples of iters_per_batch={k}")
-    dm.batch_multiplier = k
+    dm = make_dm(k)  # k iterations' minibatches in one loader batch
     log_every = 50
     module = GANModule(copy.deepcopy(g), copy.deepcopy(d), make_loss("nonsaturating"), adam, adam, log_every=log_every, iters_per_batch=k)
     timer = _Timer(warmup)
@@ -103,10 +103,11 @@ def run_ganforge(g, d, dm, iters: int, warmup: int, device: str, iters_per_batch
     return iters / (timer.t1 - timer.t0)
 
 
-def run_plain(g, d, dm, iters: int, warmup: int, device: str) -> float:
+def run_plain(g, d, make_dm, iters: int, warmup: int, device: str) -> float:
     g, d = copy.deepcopy(g).to(device), copy.deepcopy(d).to(device)
     opt_g, opt_d = adam(g.parameters()), adam(d.parameters())
     loss = make_loss("nonsaturating")
+    dm = make_dm()
     dm.setup()
     x_all = dm.to_model_space(dm.train_data[0].to(device))
     n, m = x_all.shape[0], dm.batch_size
@@ -165,7 +166,7 @@ def _peak_memory_child(method: str, workload: str, device: str, q) -> None:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    runners(workload)[method](g, d, make_dm(batch), 20, 10, device)
+    runners(workload)[method](g, d, functools.partial(make_dm, batch), 20, 10, device)
     # CUDA: peak allocated by the run; CPU: growth of the process's peak RSS during the run (imports excluded)
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     q.put(peak / 2**20)
@@ -190,7 +191,7 @@ def bench(workload: str, iters: int, rounds: int, warmup: int, device: str) -> d
     for r in range(rounds):
         order = list(methods) if r % 2 == 0 else list(methods)[::-1]  # alternate who goes first
         for method in order:
-            speeds[method].append(methods[method](g, d, make_dm(batch), iters, warmup, device))
+            speeds[method].append(methods[method](g, d, functools.partial(make_dm, batch), iters, warmup, device))
     med = {k: statistics.median(v) for k, v in speeds.items()}
     variants = [k for k in methods if k.startswith("ganforge_")]
     return {

@@ -11,11 +11,11 @@ from ganforge.models import MLPDiscriminator, MLPGenerator
 from ganforge.module import GANModule, NonFiniteLossError
 
 
-def make_module(loss="nonsaturating", **kw):
+def make_module(loss="nonsaturating", discriminator=None, **kw):
     torch.manual_seed(0)
     return GANModule(
         generator=MLPGenerator(4, [2], hidden=16, layers=2),
-        discriminator=MLPDiscriminator([2], hidden=16, layers=2),
+        discriminator=discriminator or MLPDiscriminator([2], hidden=16, layers=2),
         loss=make_loss(loss) if isinstance(loss, str) else loss,
         g_optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
         d_optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
@@ -189,6 +189,17 @@ def test_several_iterations_per_batch_train_exactly_like_one(d_steps):
 def test_max_steps_must_be_a_multiple_of_iters_per_batch():
     with pytest.raises(ValueError, match="not a multiple of iters_per_batch=4"):
         fit(make_module(iters_per_batch=4), 10)
+
+
+def test_the_module_itself_refuses_a_gradient_penalty_with_batchnorm_or_compile():
+    """Not only the CLI: code that builds a GANModule directly gets the same one-line refusal, before training."""
+    bn_d = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 1))
+    with pytest.raises(ValueError, match="BatchNorm in the discriminator"):
+        make_module("wgan_gp", discriminator=bn_d)
+    with pytest.raises(ValueError, match="set compile=false"):
+        make_module("wgan_gp", compile=True)
+    make_module("wgan_gp")  # a penalty without BatchNorm or compile builds
+    make_module("nonsaturating", discriminator=bn_d)  # BatchNorm without a penalty builds
 
 
 class _GradHook(L.Callback):

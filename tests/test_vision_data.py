@@ -2,6 +2,7 @@
 Fashion-MNIST (IDX/gzip), CIFAR-10 (pickle batches), image-folder and CelebA files written here."""
 
 import gzip
+import os
 import pickle
 import struct
 
@@ -134,6 +135,78 @@ def test_image_folder_classes_crop_and_corrupt_files(tmp_path, caplog):
         loaded(ImageFolderDataModule(root=str(tmp_path), resolution=16, on_error="raise"))
     with pytest.raises(DatasetUnavailable, match="no images"):
         ImageFolderDataModule(root=str(tmp_path / "nothing")).prepare()
+
+
+def test_image_folder_decodes_once_into_a_cache_that_every_later_run_maps(tmp_path, caplog, monkeypatch):
+    root, cache = tmp_path / "images", tmp_path / "cache"
+    _folder(root)
+    make = lambda **kw: ImageFolderDataModule(root=str(root), val_fraction=0.3, cache_dir=str(cache), **{"resolution": 16, **kw})
+    (xt, yt), (xv, yv) = loaded(ImageFolderDataModule(root=str(root), resolution=16, val_fraction=0.3))
+    first = make()
+    first.prepare_data()  # what Lightning runs once per node before every rank's setup
+    (entry,) = [p for p in cache.iterdir()]
+    assert not entry.name.startswith(".") and {p.name for p in entry.iterdir()} == {"x_train.npy", "y_train.npy", "x_val.npy", "y_val.npy", "meta.json"}
+
+    def no_decoding(self):
+        raise AssertionError("decoded again instead of reading the cache")
+
+    monkeypatch.setattr(ImageFolderDataModule, "load", no_decoding)
+    again = make()
+    with caplog.at_level("WARNING", logger="ganforge"):
+        (ct, cyt), (cv, cyv) = loaded(again)
+    assert torch.equal(ct, xt) and torch.equal(cyt, yt) and torch.equal(cv, xv) and torch.equal(cyv, yv)
+    assert "broken.jpg" in caplog.text and again.skipped and again.skipped[0].name == "broken.jpg"
+    # another resolution, or a changed folder, is another entry: never stale pixels
+    monkeypatch.undo()
+    assert loaded(make(resolution=8))[0][0].shape[-1] == 8
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "cats" / "new.png")
+    (nt, _), (nv, _) = loaded(make())
+    assert len(nt) + len(nv) == 8 and len(list(cache.iterdir())) == 3
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary directory left behind
+
+
+def _anonymous_mib() -> float:
+    import re
+
+    text = open("/proc/self/smaps_rollup").read()
+    return int(re.search(r"^Anonymous:\s+(\d+) kB", text, re.M).group(1)) / 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="reads Linux's per-process memory accounting")
+def test_cached_pixels_are_mapped_not_copied_into_each_process(tmp_path, monkeypatch):
+    """The point of the cache under DDP: a rank holds the pixels as file pages that every rank on the node
+    shares, not as its own anonymous copy. ~84 MiB of pixels: decoding holds them all, the cache almost none."""
+    from ganforge.data.base import TensorBatches
+
+    _folder(tmp_path / "images")
+    big = (torch.randint(0, 256, (8000, 3, 64, 64), dtype=torch.uint8), torch.zeros(8000, dtype=torch.long))
+    monkeypatch.setattr(ImageFolderDataModule, "load", lambda self: big)
+    growth = {}
+    for cache in (str(tmp_path / "cache"), None):
+        dm = ImageFolderDataModule(root=str(tmp_path / "images"), resolution=64, cache_dir=cache)
+        dm.prepare_data()
+        before = _anonymous_mib()
+        dm.setup()
+        assert sum(len(b[0]) for b in TensorBatches(dm.train_data, 64)) > 7000  # every batch read once
+        growth[cache is None] = _anonymous_mib() - before
+        del dm
+    assert growth[True] > 60 and growth[False] < 15, growth
+
+
+def test_image_folder_cache_write_that_fails_leaves_no_entry(tmp_path, monkeypatch):
+    root, cache = tmp_path / "images", tmp_path / "cache"
+    _folder(root)
+    dm = ImageFolderDataModule(root=str(root), resolution=16, cache_dir=str(cache))
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        dm.prepare_data()
+    assert list(cache.iterdir()) == []
+    monkeypatch.undo()
+    assert len(loaded(dm)[0][0]) > 0 and len(list(cache.iterdir())) == 1
 
 
 def test_celeba_layout_is_centre_cropped_to_64(tmp_path):

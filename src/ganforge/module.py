@@ -30,6 +30,19 @@ class NonFiniteLossError(RuntimeError):
     """A D or G loss became NaN or infinite; training stops rather than write poisoned checkpoints."""
 
 
+def incompatibility(loss: GANLoss, discriminator: nn.Module, compile: bool = False) -> str | None:
+    """Why this loss, discriminator and ``compile`` cannot train together, in one line naming the fix; None if
+    they can. The module refuses these at construction, and the CLI before it builds anything else."""
+    if loss.gp_weight and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+        return (
+            f"loss={loss.name} penalizes per-sample gradients, which BatchNorm in the discriminator mixes across the batch: "
+            "set model.discriminator.norm=layer (or none)"
+        )
+    if compile and loss.gp_weight:
+        return f"compile=true with loss={loss.name}: torch.compile has no double backward for the gradient penalty; set compile=false"
+    return None
+
+
 class GANModule(L.LightningModule):
     """Alternating D/G training with manual optimization.
 
@@ -84,6 +97,8 @@ class GANModule(L.LightningModule):
             raise ValueError(f"iters_per_batch must be >= 1, got {iters_per_batch}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if problem := incompatibility(loss, discriminator, compile):
+            raise ValueError(problem)
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator

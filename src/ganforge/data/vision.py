@@ -248,11 +248,19 @@ class ImageFolderDataModule(FileDataModule):
         channels: 3 (RGB) or 1 (grey).
         on_error: ``skip`` unreadable/corrupt files (one warning with the count and the first path) or
             ``raise`` (stop, naming the file).
+        cache_dir: where to keep the decoded split (null = decode every time). The first run decodes and
+            writes it (Lightning's ``prepare_data``: once per node, the other ranks wait); every later run,
+            and every rank, memory-maps it instead, so N ranks on a node share one copy of the pixels in the
+            page cache rather than holding N. Keyed by the file list (paths, sizes, mtimes) and every setting
+            that changes the pixels or the split: edit the folder and a new entry is written.
     """
 
     display_name, torchvision_class = "image_folder", "ImageFolder"
+    CACHE_VERSION = 1  # bump when decoding changes, so old caches are not read
 
-    def __init__(self, channels: int = 3, on_error: str = "skip", num_workers: int = 4, **kwargs: Any) -> None:
+    def __init__(
+        self, channels: int = 3, on_error: str = "skip", num_workers: int = 4, cache_dir: str | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("download", False)
         kwargs.setdefault("resolution", 64)
         if int(channels) not in (1, 3):
@@ -262,6 +270,7 @@ class ImageFolderDataModule(FileDataModule):
         self.channels = int(channels)
         super().__init__(**kwargs)
         self.on_error, self.num_workers = on_error, max(1, int(num_workers))
+        self.cache_dir = None if cache_dir in (None, "") else Path(cache_dir).expanduser()
         self.skipped: list[Path] = []
 
     def image_dir(self) -> Path:
@@ -318,11 +327,70 @@ class ImageFolderDataModule(FileDataModule):
         y = torch.tensor([index[r[0]] if len(r) > 1 else 0 for r in rel], dtype=torch.long)
         return x, y
 
-    def build(self):
+    def decode_split(self):
         self.prepare()
         x, y = self.load()  # already at resolution, subset applied to the file list
         tr, va = split_indices(len(y), self.val_fraction, self.split_seed)
         return (x[tr], y[tr]), (x[va], y[va])
+
+    def prepare_data(self) -> None:
+        self.prepare()
+        if self.cache_dir is not None:
+            self.cache_entry()
+
+    def build(self):
+        return self.cache_entry() if self.cache_dir is not None else self.decode_split()
+
+    # -- the decoded-split cache
+    CACHE_ARRAYS = ("x_train", "y_train", "x_val", "y_val")
+
+    def cache_path(self) -> Path:
+        """This folder's entry: a directory named by a hash of the file list and the decoding settings."""
+        import hashlib
+
+        h = hashlib.sha256()
+        settings = (self.CACHE_VERSION, type(self).__name__, str(self.image_dir().resolve()), self.resolution,
+                    self.channels, self.subset, self.val_fraction, self.split_seed, self.on_error)
+        h.update(repr(settings).encode())
+        for p in self.list_images():
+            st = p.stat()
+            h.update(f"{p.relative_to(self.image_dir())}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return self.cache_dir / f"{self.display_name}-{self.resolution}px-{h.hexdigest()[:20]}"
+
+    def cache_entry(self):
+        """The split from the cache, memory-mapped; decoded and written there first if absent. The entry is
+        written in a temporary directory and renamed into place, so a crash never leaves half an entry."""
+        import json
+        import os
+        import shutil
+        import tempfile
+
+        self.prepare()
+        path = self.cache_path()
+        if not (path / "meta.json").is_file():
+            (xt, yt), (xv, yv) = self.decode_split()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+            try:
+                for name, t in zip(self.CACHE_ARRAYS, (xt, yt, xv, yv)):
+                    np.save(tmp / f"{name}.npy", t.numpy())
+                meta = {"skipped": [str(p) for p in self.skipped], "n_train": len(yt), "n_val": len(yv)}
+                (tmp / "meta.json").write_text(json.dumps(meta))
+                os.replace(tmp, path)  # atomic; fails if another process won the race, whose entry is the same
+            except OSError:
+                if not (path / "meta.json").is_file():
+                    raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            log.info("dataset %s: decoded %d images once, cached in %s", self.display_name, len(yt) + len(yv), path)
+        else:
+            meta = json.loads((path / "meta.json").read_text())
+            self.skipped = [Path(p) for p in meta["skipped"]]
+            if self.skipped:
+                log.warning("dataset %s: %d unreadable image(s) left out (cached), first: %s", self.display_name, len(self.skipped), self.skipped[0])
+        # copy-on-write maps: the pages are shared with every other process mapping the same files
+        xt, yt, xv, yv = (torch.from_numpy(np.load(path / f"{n}.npy", mmap_mode="c")) for n in self.CACHE_ARRAYS)
+        return (xt, yt), (xv, yv)
 
 
 class CelebADataModule(ImageFolderDataModule):
