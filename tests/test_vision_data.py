@@ -207,6 +207,13 @@ def test_image_folder_cache_write_that_fails_leaves_no_entry(tmp_path, monkeypat
     assert list(cache.iterdir()) == []
     monkeypatch.undo()
     assert len(loaded(dm)[0][0]) > 0 and len(list(cache.iterdir())) == 1
+    # a cache directory that cannot be made is one line naming the key and the fix, before any decoding
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setattr(ImageFolderDataModule, "load", lambda self: pytest.fail("decoded before checking the cache"))
+    bad = ImageFolderDataModule(root=str(root), resolution=16, cache_dir=str(blocker / "cache"))
+    with pytest.raises(ConfigError, match=r"dataset.cache_dir=.*a_file/cache is not writable .*or to null"):
+        bad.prepare_data()
 
 
 def test_celeba_layout_is_centre_cropped_to_64(tmp_path):

@@ -368,8 +368,15 @@ class ImageFolderDataModule(FileDataModule):
         self.prepare()
         path = self.cache_path()
         if not (path / "meta.json").is_file():
+            try:  # before decoding: a cache that cannot be written should not cost the decode first
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tempfile.TemporaryFile(dir=path.parent).close()
+            except OSError as e:
+                raise ConfigError(
+                    f"dataset.cache_dir={self.cache_dir} is not writable ({e.strerror or e}): "
+                    "set it to a writable directory, or to null to decode on every run"
+                ) from None
             (xt, yt), (xv, yv) = self.decode_split()
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
             try:
                 for name, t in zip(self.CACHE_ARRAYS, (xt, yt, xv, yv)):
