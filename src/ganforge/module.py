@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer, do_nothing_closure
 from torch import Tensor, nn
 
+from ganforge.config import ConfigError
 from ganforge.losses import GANLoss, gradient_penalty, jsd_from_d_loss
 from ganforge.models.common import sample_latent
 
@@ -32,7 +33,7 @@ class NonFiniteLossError(RuntimeError):
 
 def incompatibility(loss: GANLoss, discriminator: nn.Module, compile: bool = False) -> str | None:
     """Why this loss, discriminator and ``compile`` cannot train together, in one line naming the fix; None if
-    they can. The module refuses these at construction, and the CLI before it builds anything else."""
+    they can. The module refuses these at construction (a ConfigError, which the CLI prints as one line)."""
     if loss.gp_weight and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
         return (
             f"loss={loss.name} penalizes per-sample gradients, which BatchNorm in the discriminator mixes across the batch: "
@@ -98,7 +99,7 @@ class GANModule(L.LightningModule):
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         if problem := incompatibility(loss, discriminator, compile):
-            raise ValueError(problem)
+            raise ConfigError(problem)
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator

@@ -32,7 +32,7 @@ from ganforge.callbacks import AtomicCheckpointIO, RunConfigInCheckpoint
 from ganforge.config import ConfigError, config_dir
 from ganforge.losses import make_loss
 from ganforge.models.common import count_parameters
-from ganforge.module import GANModule, NonFiniteLossError, incompatibility
+from ganforge.module import GANModule, NonFiniteLossError
 from ganforge.strategies import GANDDPStrategy, GANFSDPStrategy
 from ganforge.sweeps import previous_job, write_status
 from ganforge.tracking import hydra_job, run_meta, wandb_loggers, wandb_run_dir
@@ -89,8 +89,6 @@ def build(cfg: DictConfig) -> Run:
         raise ConfigError(f"dataset.batch_size={datamodule.batch_size} is not a multiple of pack={cfg.pack}: change one of them")
     generator, discriminator = build_models(cfg, datamodule.shape)
     loss = make_loss(**cfg.loss)
-    if problem := incompatibility(loss, discriminator, bool(cfg.get("compile"))):
-        raise ConfigError(problem)
     if cfg.get("compile") and str(cfg.trainer.get("strategy", "auto")).lower() == "fsdp":
         raise ConfigError("compile=true with trainer.strategy=fsdp is not supported (untested together); set compile=false or use ddp")
     module = GANModule(

@@ -328,7 +328,6 @@ class ImageFolderDataModule(FileDataModule):
         return x, y
 
     def decode_split(self):
-        self.prepare()
         x, y = self.load()  # already at resolution, subset applied to the file list
         tr, va = split_indices(len(y), self.val_fraction, self.split_seed)
         return (x[tr], y[tr]), (x[va], y[va])
@@ -339,6 +338,7 @@ class ImageFolderDataModule(FileDataModule):
             self.cache_entry()
 
     def build(self):
+        self.prepare()
         return self.cache_entry() if self.cache_dir is not None else self.decode_split()
 
     # -- the decoded-split cache
@@ -359,13 +359,13 @@ class ImageFolderDataModule(FileDataModule):
 
     def cache_entry(self):
         """The split from the cache, memory-mapped; decoded and written there first if absent. The entry is
-        written in a temporary directory and renamed into place, so a crash never leaves half an entry."""
+        written in a temporary directory and renamed into place, so a crash never leaves half an entry. The
+        images must be there (:meth:`prepare`)."""
         import json
         import os
         import shutil
         import tempfile
 
-        self.prepare()
         path = self.cache_path()
         if not (path / "meta.json").is_file():
             try:  # before decoding: a cache that cannot be written should not cost the decode first
@@ -381,7 +381,7 @@ class ImageFolderDataModule(FileDataModule):
             try:
                 for name, t in zip(self.CACHE_ARRAYS, (xt, yt, xv, yv)):
                     np.save(tmp / f"{name}.npy", t.numpy())
-                meta = {"skipped": [str(p) for p in self.skipped], "n_train": len(yt), "n_val": len(yv)}
+                meta = {"skipped": [str(p) for p in self.skipped]}
                 (tmp / "meta.json").write_text(json.dumps(meta))
                 os.replace(tmp, path)  # atomic; fails if another process won the race, whose entry is the same
             except OSError:
