@@ -105,6 +105,13 @@ def test_one_command_benchmark_smoke(tmp_path):
     for m in ("pacgan3", "ganforge"):
         for d in ("ring8", "grid25"):
             assert (out / f"scatter_{m}_{d}.png").stat().st_size > 1000
+    # the same generators sampled through their discriminators' density ratio (PacGAN3's D is packed by 3)
+    rej = subprocess.run([sys.executable, str(REPO / "benchmarks" / "d_rejection.py"), str(out), "--method", "pacgan3", "--pool", "3000"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert rej.returncode == 0, rej.stdout[-2000:] + rej.stderr[-3000:]
+    (row,) = csv.DictReader(open(out / "d_rejection.csv"))
+    assert row["run"] == "ring8-seed3" and 0 < float(row["acceptance"]) <= 1 and 0 <= float(row["hq_kept_all"]) <= 100
+    assert "kept by D's ratio" in (out / "d_rejection.md").read_text()
     # a second run finds every job done: nothing retrained, the same table
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("completed earlier, skipping") + again.stderr.count("completed earlier, skipping") == 4
