@@ -20,20 +20,14 @@ from pathlib import Path
 
 import torch
 
-from ganforge.cli.sample import load_generator, sample
+from ganforge.cli.sample import load_discriminator, load_generator, sample
 from ganforge.cli.train import build_datamodule
 from ganforge.metrics.modes import mode_coverage
-from ganforge.rejection import density_ratio_logits, load_discriminator, rejection_sample
+from ganforge.rejection import density_ratio_logits, rejection_sample
 from ganforge.sweeps import read_status
 from ganforge.toy_benchmark import EVAL_SAMPLES, EVAL_SEED, mean_se
 
 FIELDS = ["run", "acceptance", "hq", "hq_kept", "hq_pool", "hq_kept_all", "modes", "modes_kept", "kl", "kl_kept", "kl_pool", "kl_kept_all"]
-
-
-def mixture_samples(modes: torch.Tensor, stds, n: int, g: torch.Generator) -> torch.Tensor:
-    k = torch.randint(len(modes), (n,), generator=g)
-    sd = torch.as_tensor(stds, dtype=modes.dtype).expand(len(modes))[k][:, None]
-    return modes[k] + sd * torch.randn(n, modes.shape[1], generator=g)
 
 
 @torch.no_grad()
@@ -42,7 +36,7 @@ def evaluate(ckpt: Path, pool: int, seed: int = 0) -> dict:
     disc = load_discriminator(ckpt)
     dm = build_datamodule(meta["config"]["dataset"])
     g = torch.Generator().manual_seed(seed)
-    companions = mixture_samples(dm.modes, dm.stds, int(getattr(disc, "pack", 1)) - 1, g)
+    companions, _ = dm.sample(int(getattr(disc, "pack", 1)) - 1, generator=g)
     x = torch.from_numpy(sample(gen, pool, seed=EVAL_SEED))
     kept = rejection_sample(x, density_ratio_logits(disc, x, companions), generator=g)
     cov = {name: mode_coverage(s, dm.modes, dm.stds) for name, s in

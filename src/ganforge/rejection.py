@@ -13,27 +13,8 @@ plus one constant, which the normalisation by M removes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import Tensor
-
-from ganforge.config import ConfigError
-
-
-def load_discriminator(ckpt_path: str | Path, device: str = "cpu") -> torch.nn.Module:
-    """Rebuild the run's discriminator (with its packing) from a ganforge checkpoint, in eval mode."""
-    ckpt = torch.load(Path(ckpt_path), map_location="cpu", weights_only=True)
-    meta = ckpt.get("ganforge")
-    if meta is None:
-        raise ConfigError(f"{ckpt_path} has no ganforge metadata: it was not written by ganforge's train.py")
-    cfg = meta["config"]
-    disc = instantiate(OmegaConf.create(cfg["model"]["discriminator"]), in_shape=meta["data_shape"], pack=cfg.get("pack", 1))
-    prefix = "discriminator."
-    disc.load_state_dict({k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
-    return disc.to(device).eval()
 
 
 @torch.no_grad()

@@ -22,8 +22,8 @@ from ganforge.models.common import sample_latent
 DEFAULTS: dict[str, Any] = {"ckpt_path": None, "n": 10000, "out": "samples.npz", "seed": 0, "batch_size": 1000, "ema": True, "device": "auto"}
 
 
-def load_generator(ckpt_path: str | Path, ema: bool = True, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the run's generator from a ganforge checkpoint (no Hydra config dir needed)."""
+def read_checkpoint(ckpt_path: str | Path) -> tuple[dict, dict]:
+    """(checkpoint, its ganforge metadata) of a run's checkpoint; a one-line ConfigError if it is not one."""
     p = Path(ckpt_path)
     if not p.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist: point it at a run's checkpoints/last.ckpt")
@@ -31,12 +31,31 @@ def load_generator(ckpt_path: str | Path, ema: bool = True, device: str = "cpu")
     meta = ckpt.get("ganforge")
     if meta is None:
         raise ConfigError(f"{ckpt_path} has no ganforge metadata: it was not written by ganforge's train.py")
+    return ckpt, meta
+
+
+def _weights(state: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_generator(ckpt_path: str | Path, ema: bool = True, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the run's generator from a ganforge checkpoint (no Hydra config dir needed)."""
+    ckpt, meta = read_checkpoint(ckpt_path)
     cfg, shape = meta["config"], meta["data_shape"]
     gen = instantiate(OmegaConf.create(cfg["model"]["generator"]), out_shape=shape)
     state = ckpt["state_dict"]
     prefix = "g_ema." if ema and any(k.startswith("g_ema.") for k in state) else "generator."
-    gen.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    gen.load_state_dict(_weights(state, prefix))
     return gen.to(device).eval(), {"config": cfg, "data_shape": shape, "weights": prefix.rstrip("."), "global_step": ckpt.get("global_step")}
+
+
+def load_discriminator(ckpt_path: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """Rebuild the run's discriminator (with its packing) from a ganforge checkpoint, in eval mode."""
+    ckpt, meta = read_checkpoint(ckpt_path)
+    cfg = meta["config"]
+    disc = instantiate(OmegaConf.create(cfg["model"]["discriminator"]), in_shape=meta["data_shape"], pack=cfg.get("pack", 1))
+    disc.load_state_dict(_weights(ckpt["state_dict"], "discriminator."))
+    return disc.to(device).eval()
 
 
 @torch.no_grad()
