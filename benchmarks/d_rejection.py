@@ -13,8 +13,6 @@ Writes ``<out>/d_rejection.md`` and ``<out>/d_rejection.csv``.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -24,8 +22,7 @@ from ganforge.cli.sample import load_discriminator, load_generator, sample
 from ganforge.cli.train import build_datamodule
 from ganforge.metrics.modes import mode_coverage
 from ganforge.rejection import density_ratio_logits, rejection_sample
-from ganforge.sweeps import read_status
-from ganforge.toy_benchmark import EVAL_SAMPLES, EVAL_SEED, mean_se
+from ganforge.toy_benchmark import EVAL_SAMPLES, EVAL_SEED, cell, completed_checkpoints, offline_parser, write_csv
 
 FIELDS = ["run", "acceptance", "hq", "hq_kept", "hq_pool", "hq_kept_all", "modes", "modes_kept", "kl", "kl_kept", "kl_pool", "kl_kept_all"]
 
@@ -49,38 +46,26 @@ def evaluate(ckpt: Path, pool: int, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out", type=Path, help="a --out directory of benchmarks/mode_collapse.py")
-    p.add_argument("--method", default="ganforge")
-    p.add_argument("--dataset", default="ring8", help="runs named <dataset>-seed<N>")
-    p.add_argument("--pool", type=int, default=100_000, help="candidates per generator")
-    a = p.parse_args(argv)
+    a = offline_parser(__doc__.split("\n\n")[0], "candidates per generator").parse_args(argv)
     rows = []
-    for run in sorted((a.out / a.method).glob(f"{a.dataset}-seed*"), key=lambda r: (len(r.name), r.name)):
-        ckpt, st = run / "checkpoints" / "last.ckpt", read_status(run)
-        if st is None or st.get("status") != "completed" or not ckpt.is_file():
-            continue
-        rows.append({"run": run.name, **evaluate(ckpt, a.pool)})
+    for name, ckpt in completed_checkpoints(a.out / a.method, a.dataset):
+        rows.append({"run": name, **evaluate(ckpt, a.pool)})
         r = rows[-1]
-        print(f"{run.name}: kept {100 * r['acceptance']:.1f}%; HQ {r['hq']:.2f} -> {r['hq_kept']:.2f}% "
+        print(f"{name}: kept {100 * r['acceptance']:.1f}%; HQ {r['hq']:.2f} -> {r['hq_kept']:.2f}% "
               f"(all {r['hq_pool']:.2f} -> {r['hq_kept_all']:.2f}%); KL {r['kl']:.4f} -> {r['kl_kept']:.4f}", flush=True)
     if not rows:
         print(f"no completed runs under {a.out / a.method}", file=sys.stderr)
         return 1
-    with open(a.out / "d_rejection.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(a.out / "d_rejection.csv", FIELDS, rows)
 
-    def cell(key: str, digits: int, pct: bool = False) -> str:
-        m, se = mean_se([float(r[key]) for r in rows])
-        return f"{m:.{digits}f} ± {se:.{digits}f}" + ("%" if pct else "")
+    def c(key: str, digits: int, pct: bool = False) -> str:
+        return cell([float(r[key]) for r in rows], digits, pct)
 
     lines = [f"| {a.method} on {a.dataset}, {len(rows)} runs | modes | HQ (2,500) | rev. KL (2,500) | HQ ({a.pool:,}) | rev. KL ({a.pool:,}) |",
              "|---|---|---|---|---|---|",
-             f"| generator's samples | {cell('modes', 1)} | {cell('hq', 2, True)} | {cell('kl', 4)} | {cell('hq_pool', 2, True)} | {cell('kl_pool', 4)} |",
-             f"| kept by D's ratio ({cell('acceptance', 3)} kept) | {cell('modes_kept', 1)} | {cell('hq_kept', 2, True)} | "
-             f"{cell('kl_kept', 4)} | {cell('hq_kept_all', 2, True)} (all kept) | {cell('kl_kept_all', 4)} (all kept) |"]
+             f"| generator's samples | {c('modes', 1)} | {c('hq', 2, True)} | {c('kl', 4)} | {c('hq_pool', 2, True)} | {c('kl_pool', 4)} |",
+             f"| kept by D's ratio ({c('acceptance', 3)} kept) | {c('modes_kept', 1)} | {c('hq_kept', 2, True)} | "
+             f"{c('kl_kept', 4)} | {c('hq_kept_all', 2, True)} (all kept) | {c('kl_kept_all', 4)} (all kept) |"]
     (a.out / "d_rejection.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -60,16 +60,16 @@ def test_the_recipe_sets_packing_length_and_learning_rate_floor_per_dataset(tmp_
     def recipe(*overrides):
         cfg = compose("train", ["experiment=modes_best", *overrides, f"paths.output_dir={tmp_path}"])
         sch = (cfg.optim.g_scheduler, cfg.optim.d_scheduler)
-        return cfg.pack, cfg.dataset.batch_size, cfg.max_iters, cfg.trainer.max_steps, *(s.total_iters for s in sch), *(s.end_factor for s in sch), cfg.model.generator.latent_dim
+        return cfg.pack, cfg.dataset.batch_size, cfg.max_iters, cfg.trainer.max_steps, *(s.total_iters for s in sch), *(s.end_factor for s in sch), cfg.model.generator.latent_dim, cfg.jacobian_truncation
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         got = {ds: recipe(f"dataset={ds}") for ds in ("ring8", "grid25", "gaussian1d")}
         got["override"] = recipe("dataset=grid25", "pack=2", "max_iters=2000", "optim.lr_end_factor=0.05", "model.generator.latent_dim=3")
     assert got == {
-        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2),
-        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2),
-        "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2),
-        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3),
+        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2, 0.02),
+        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.0),
+        "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0),
+        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.0),
     }
 
 
@@ -112,6 +112,20 @@ def test_one_command_benchmark_smoke(tmp_path):
     (row,) = csv.DictReader(open(out / "d_rejection.csv"))
     assert row["run"] == "ring8-seed3" and 0 < float(row["acceptance"]) <= 1 and 0 <= float(row["hq_kept_all"]) <= 100
     assert "kept by D's ratio" in (out / "d_rejection.md").read_text()
+    # ... and with their most-stretched samples skipped (Jacobian truncation)
+    jt = subprocess.run([sys.executable, str(REPO / "benchmarks" / "jacobian_truncation.py"), str(out), "--method", "pacgan3", "--pool", "3000",
+                         "--reject", "0.05"], cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert jt.returncode == 0, jt.stdout[-2000:] + jt.stderr[-3000:]
+    plain, trunc = csv.DictReader(open(out / "jacobian_truncation.csv"))
+    assert (plain["reject"], trunc["reject"], plain["run"]) == ("0.0", "0.05", "ring8-seed3") \
+        and float(plain["hq"]) == pytest.approx(float(next(r["hq_percent"] for r in rows if r["method"] == "pacgan3" and r["dataset"] == "ring8")), abs=0.01)
+    assert "largest 5% of ‖dG/dz‖ dropped" in (out / "jacobian_truncation.md").read_text()
     # a second run finds every job done: nothing retrained, the same table
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("completed earlier, skipping") + again.stderr.count("completed earlier, skipping") == 4
+    # re-evaluating finished runs with a sampler override scores what jacobian_truncation.py scored for it
+    summ = subprocess.run([*cmd[:2], "--summarize-only", "--methods", "pacgan3", "--datasets", "ring8", "--out", str(out), "--jacobian-truncation", "0.05"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert summ.returncode == 0, summ.stderr[-3000:]
+    (row,) = [r for r in csv.DictReader(open(out / "runs.csv")) if r["dataset"] == "ring8"]
+    assert float(row["hq_percent"]) == pytest.approx(float(trunc["hq"]), abs=0.01) and "--jacobian-truncation 0.05" in (out / "table.md").read_text()

@@ -164,6 +164,7 @@ def build_error(tmp_path, *overrides: str) -> str:
 
 def test_pack_must_divide_batch_and_gradient_penalty_refuses_batchnorm(tmp_path):
     assert "not a multiple of pack=3" in build_error(tmp_path, *RING, "pack=3")
+    assert "jacobian_truncation must be a fraction" in build_error(tmp_path, *RING, "jacobian_truncation=-0.1")
     assert "model.discriminator.norm=layer" in build_error(tmp_path, "loss=wgan_gp", "logger=csv")
 
 
@@ -185,6 +186,16 @@ def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
     logged = [r for r in read_metrics(run) if r.get("val/modes")][-1]  # the GANMetrics callback, PacGAN's protocol
     assert float(logged["val/modes"]) >= 6 and float(logged["val/hq_frac"]) > 0.3, logged  # HQ: within 3 std = 0.06
     assert 0 <= float(logged["val/mode_kl"]) < 0.5 and 0 <= float(logged["val/jsd_probe"]) < 0.5, logged
+    # the CLI's Jacobian truncation (what it does to samples is tested in test_rejection.py): 2,500 of the same noise
+    # stream with the most-stretched skipped, so the stream's first samples are kept or skipped, never replaced
+    trunc = tmp_path / "ring_trunc.npz"
+    cmd = [sys.executable, "-m", "ganforge.sample", f"ckpt_path={run}/checkpoints/last.ckpt", "n=2500", f"out={trunc}"]
+    subprocess.run([*cmd, "jacobian_truncation=0.1"], check=True, timeout=120)
+    xt = torch.from_numpy(np.load(trunc)["x"])
+    assert xt.shape == x.shape and torch.isfinite(xt).all() and not torch.equal(xt, x)
+    assert torch.cdist(xt[:500], x, compute_mode="donot_use_mm_for_euclid_dist").min(1).values.max() < 1e-5
+    bad = subprocess.run([*cmd, "jacobian_truncation=1.5"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "jacobian_truncation must be a fraction in [0, 1)" in bad.stderr
 
 
 def test_unsupported_strategies_are_one_line_errors(tmp_path):

@@ -47,3 +47,14 @@ def parse_key_values(argv: list[str], defaults: dict[str, Any], raw_keys: tuple[
             raise ConfigError(f"unknown argument '{a}': use key=value with keys {', '.join(defaults)}")
         args[key] = value if key in raw_keys else OmegaConf.to_object(OmegaConf.create(f"v: {value}"))["v"]
     return args
+
+
+def check_jacobian_truncation(q: Any) -> float:
+    """A valid ``jacobian_truncation`` (the fraction of samples dropped, in [0, 1)), or a one-line ConfigError."""
+    try:
+        q = float(q)
+    except (TypeError, ValueError):
+        q = math.nan
+    if not 0.0 <= q < 1.0:
+        raise ConfigError(f"jacobian_truncation must be a fraction in [0, 1) (0 = off, 0.02 = drop the 2% most-stretched samples), got {q}")
+    return q

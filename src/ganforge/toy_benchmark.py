@@ -110,7 +110,9 @@ def _wall(st: dict) -> float:
         return math.nan
 
 
-def evaluate_run(run_dir: Path, method: str) -> RunResult | None:
+def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None = None) -> RunResult | None:
+    """The final generator of one run, scored on the protocol's 2,500 samples; ``jacobian_truncation`` overrides
+    the run's own (None: the run's config decides; older runs, without the key, sample plainly)."""
     from ganforge.cli.sample import load_generator, sample
     from ganforge.cli.train import build_datamodule
 
@@ -125,19 +127,34 @@ def evaluate_run(run_dir: Path, method: str) -> RunResult | None:
         return res
     gen, meta = load_generator(ckpt)
     dm = build_datamodule(meta["config"]["dataset"])
-    x = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED))
+    q = meta["config"].get("jacobian_truncation", 0.0) if jacobian_truncation is None else jacobian_truncation
+    x = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED, jacobian_truncation=q))
     cov = mode_coverage(x, dm.modes, dm.stds)
     res.modes, res.hq, res.kl, res.samples = float(cov.modes), 100 * cov.hq_frac, cov.mode_kl, x
     res.iters = int(meta.get("global_step") or 0)
     return res
 
 
-def evaluate(out: Path, methods: list[str]) -> list[RunResult]:
+def run_dirs(d: Path, pattern: str = "*") -> list[Path]:
+    """The run directories of one method's sweep, seed 2 before seed 10."""
+    return sorted((p for p in d.glob(pattern) if p.is_dir()), key=lambda p: (len(p.name), p.name))
+
+
+def completed_checkpoints(d: Path, dataset: str) -> list[tuple[str, Path]]:
+    """(run name, final checkpoint) of every completed ``<dataset>-seed<N>`` run under ``d``."""
+    out = []
+    for run in run_dirs(d, f"{dataset}-seed*"):
+        st, ckpt = read_status(run), run / "checkpoints" / "last.ckpt"
+        if st is not None and st.get("status") == "completed" and ckpt.is_file():
+            out.append((run.name, ckpt))
+    return out
+
+
+def evaluate(out: Path, methods: list[str], jacobian_truncation: float | None = None) -> list[RunResult]:
     results = []
     for method in methods:
-        d = out / method
-        for run_dir in sorted((p for p in d.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name)) if d.is_dir() else []:
-            r = evaluate_run(run_dir, method)
+        for run_dir in run_dirs(out / method):
+            r = evaluate_run(run_dir, method, jacobian_truncation)
             if r is not None:
                 results.append(r)
     return results
@@ -152,6 +169,29 @@ def mean_se(values: list[float]) -> tuple[float, float]:
         return m, math.nan
     sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
     return m, sd / math.sqrt(len(v))
+
+
+def offline_parser(description: str, pool_help: str) -> argparse.ArgumentParser:
+    """The arguments shared by the offline re-evaluations of a ``--out`` directory's final checkpoints
+    (benchmarks/d_rejection.py, benchmarks/jacobian_truncation.py)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("out", type=Path, help="a --out directory of benchmarks/mode_collapse.py")
+    p.add_argument("--method", default="ganforge")
+    p.add_argument("--dataset", default="ring8", help="runs named <dataset>-seed<N>")
+    p.add_argument("--pool", type=int, default=100_000, help=pool_help)
+    return p
+
+
+def write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def cell(values: list[float], digits: int, pct: bool = False) -> str:
+    """``mean ± standard error`` of ``values`` for a table cell."""
+    return _fmt(*mean_se(values), digits, pct)
 
 
 def _fmt(m: float, se: float, digits: int, pct: bool = False) -> str:
@@ -257,8 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at once (joblib launcher); 1 = Hydra's basic launcher")
     p.add_argument("--out", type=Path, default=Path("results/mode_collapse"))
     p.add_argument("--summarize-only", action="store_true", help="only evaluate the runs already in --out")
+    p.add_argument("--jacobian-truncation", type=float, default=None, metavar="Q",
+                   help="evaluate with this jacobian_truncation instead of each run's own (e.g. 0 or 0.02 on runs already in --out)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. max_iters=100")
     a = p.parse_args(argv)
+    if a.jacobian_truncation is not None and not 0 <= a.jacobian_truncation < 1:
+        p.error(f"--jacobian-truncation must be a fraction in [0, 1), got {a.jacobian_truncation}")
     methods = [m for m in a.methods.split(",") if m]
     datasets = [d for d in a.datasets.split(",") if d]
     unknown = [m for m in methods if m not in METHODS] + [d for d in datasets if d not in DATASETS]
@@ -270,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not a.summarize_only:
         train(methods, datasets, range(a.first_seed, a.first_seed + a.seeds), out, a.jobs, a.overrides)
-    results = evaluate(out, methods)
+    results = evaluate(out, methods, a.jacobian_truncation)
     if not results:
         print(f"error: no runs found under {out}: run without --summarize-only first", file=sys.stderr)
         return 1

@@ -3,6 +3,8 @@
 A stable contract for outside evaluation: writes an ``.npz`` holding one float32 array ``x`` of shape
 [n, ...] in the dataset's data space (images NCHW in [-1, 1]; raw coordinates for 1D/2D toys).
 The EMA generator is used when the run kept one (``ema=false`` forces the raw generator).
+``jacobian_truncation=q`` skips the samples whose ||dG/dz|| is in the generator's top q (Tanielian et al. 2020;
+:mod:`ganforge.rejection`); by default the run's own ``jacobian_truncation`` (0 = off, the training default).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ganforge.config import ConfigError, parse_key_values
+from ganforge.config import ConfigError, check_jacobian_truncation, parse_key_values
 from ganforge.models.common import sample_latent
 
-DEFAULTS: dict[str, Any] = {"ckpt_path": None, "n": 10000, "out": "samples.npz", "seed": 0, "batch_size": 1000, "ema": True, "device": "auto"}
+DEFAULTS: dict[str, Any] = {"ckpt_path": None, "n": 10000, "out": "samples.npz", "seed": 0, "batch_size": 1000, "ema": True, "device": "auto",
+                            "jacobian_truncation": None}
 
 
 def read_checkpoint(ckpt_path: str | Path) -> tuple[dict, dict]:
@@ -58,14 +61,32 @@ def load_discriminator(ckpt_path: str | Path, device: str = "cpu") -> torch.nn.M
     return disc.to(device).eval()
 
 
-@torch.no_grad()
-def sample(gen: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 1000, device: str = "cpu") -> np.ndarray:
+def latents(gen: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 1000, device: str = "cpu") -> torch.Tensor:
+    """The noise [n, latent_dim] that ``sample(gen, n, seed, batch_size)`` feeds the generator, drawn in the same
+    chunks (a chunk of 500 is not the first half of one of 1,000: draw whole chunks to share a stream)."""
     g = torch.Generator(device=device).manual_seed(int(seed))
-    chunks = []
-    for start in range(0, n, batch_size):
-        z = sample_latent(gen, min(batch_size, n - start), generator=g, device=device)
+    return torch.cat([sample_latent(gen, min(batch_size, n - start), generator=g, device=device) for start in range(0, n, batch_size)])
+
+
+@torch.no_grad()
+def sample(gen: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 1000, device: str = "cpu", jacobian_truncation: float = 0.0) -> np.ndarray:
+    """``n`` samples from the noise of ``seed``. With ``jacobian_truncation`` q > 0, the samples whose ||dG/dz||
+    is in the generator's top q (:func:`ganforge.rejection.calibrate_jacobian_threshold`) are skipped: the
+    first ``n`` kept of the same noise stream."""
+    if not jacobian_truncation:
+        z = latents(gen, n, seed, batch_size, device)
+        return torch.cat([gen(chunk).float().cpu() for chunk in z.split(batch_size)]).numpy().astype(np.float32)
+    from ganforge.rejection import calibrate_jacobian_threshold, jacobian_norms
+
+    limit = calibrate_jacobian_threshold(gen, float(jacobian_truncation), device=device)
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    chunks, have = [], 0
+    while have < n:
+        z = sample_latent(gen, batch_size, generator=g, device=device)
+        z = z[jacobian_norms(gen, z) <= limit]
         chunks.append(gen(z).float().cpu())
-    return torch.cat(chunks).numpy().astype(np.float32)
+        have += len(z)
+    return torch.cat(chunks)[:n].numpy().astype(np.float32)
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -82,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args["device"] == "auto" else args["device"]
         gen, info = load_generator(args["ckpt_path"], ema=bool(args["ema"]), device=device)
-        x = sample(gen, int(args["n"]), int(args["seed"]), int(args["batch_size"]), device)
+        q = args["jacobian_truncation"]
+        q = check_jacobian_truncation(info["config"].get("jacobian_truncation", 0.0) if q is None else q)
+        x = sample(gen, int(args["n"]), int(args["seed"]), int(args["batch_size"]), device, jacobian_truncation=q)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from ganforge.callbacks import AtomicCheckpointIO, RunConfigInCheckpoint
-from ganforge.config import ConfigError, config_dir
+from ganforge.config import ConfigError, check_jacobian_truncation, config_dir
 from ganforge.losses import make_loss
 from ganforge.models.common import count_parameters
 from ganforge.module import GANModule, NonFiniteLossError
@@ -81,6 +81,7 @@ def build(cfg: DictConfig) -> Run:
     if int(cfg.val_every) == 0:  # Lightning has no "never" interval: validate once per epoch over zero batches
         with open_dict(cfg):
             cfg.trainer.val_check_interval, cfg.trainer.limit_val_batches = None, 0
+    check_jacobian_truncation(cfg.get("jacobian_truncation", 0.0))
     k = check_iters_per_batch(cfg)
     datamodule = build_datamodule(cfg.dataset, batch_multiplier=int(cfg.d_steps) * k, seed=cfg.seed)
     if hasattr(datamodule, "prepare") and int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0))) == 0:
