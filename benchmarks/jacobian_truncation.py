@@ -7,9 +7,9 @@ For every completed run under ``<out>/<method>/`` and each fraction q of --rejec
 samples as ``jacobian_truncation=q`` draws them (the first 2,500 of mode_collapse.py's fixed evaluation noise
 whose ||dG/dz||_F is below the generator's calibrated (1 - q) quantile; ganforge.rejection), scored with the
 published protocol, and all the kept samples of a pool of --pool from that noise, for a low-noise figure.
-G alone decides: no data, no D. What truncation costs is shown too: ``width``, the RMS distance of the high-quality samples to
-their mode over that of as many real samples (1 = as wide as the data; below 1, the modes' own tails were
-cut with the bridges, which the protocol's HQ rewards). Writes ``<out>/jacobian_truncation.md`` and ``<out>/jacobian_truncation.csv``.
+G alone decides: no data, no D. What truncation costs is shown too: ``width``, the mode width of all the kept samples
+(ganforge.metrics.modes: their high-quality samples' RMS distance to their mode over the data's; 1 = as wide as
+the data; below 1, the modes' own tails were cut with the bridges, which the protocol's HQ rewards). Writes ``<out>/jacobian_truncation.md`` and ``<out>/jacobian_truncation.csv``.
 """
 
 from __future__ import annotations
@@ -22,16 +22,10 @@ import torch
 from ganforge.cli.sample import latents, load_generator, sample
 from ganforge.cli.train import build_datamodule
 from ganforge.metrics.modes import mode_coverage
-from ganforge.rejection import calibrate_jacobian_threshold, jacobian_norms
+from ganforge.rejection import calibration_norms, jacobian_norms, jacobian_threshold
 from ganforge.toy_benchmark import EVAL_SAMPLES, EVAL_SEED, cell, completed_checkpoints, offline_parser, write_csv
 
 FIELDS = ["run", "reject", "modes", "hq", "kl", "hq_all", "kl_all", "width"]
-
-
-def hq_rms(x: torch.Tensor, modes: torch.Tensor, stds: torch.Tensor, threshold: float = 3.0) -> float:
-    """RMS distance, in stds, of the samples within ``threshold`` stds of their nearest mode."""
-    d = (torch.cdist(x.double(), modes.double()) / torch.as_tensor(stds, dtype=torch.float64)).min(1).values
-    return float(d[d < threshold].square().mean().sqrt())
 
 
 def evaluate(ckpt: Path, pool: int, rejects: list[float]) -> list[dict]:
@@ -41,15 +35,15 @@ def evaluate(ckpt: Path, pool: int, rejects: list[float]) -> list[dict]:
     z = latents(gen, pool, seed=EVAL_SEED)
     with torch.no_grad():
         x = torch.cat([gen(c) for c in z.split(4096)])
-    norms = jacobian_norms(gen, z)
-    real_rms = hq_rms(dm.sample(pool, generator=torch.Generator().manual_seed(0))[0], dm.modes, dm.stds)
+    norms, cal = jacobian_norms(gen, z), calibration_norms(gen)
     rows = []
     for q in [0.0, *rejects]:
-        kept = x if q == 0 else x[norms <= calibrate_jacobian_threshold(gen, q)]
-        protocol = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED, jacobian_truncation=q))  # what ganforge-modes scores
+        limit = jacobian_threshold(cal, q)  # the generator's calibrated threshold, as sample() sets it
+        kept = x if q == 0 else x[norms <= limit]
+        protocol = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED, jacobian_truncation=q, jacobian_limit=limit))  # what ganforge-modes scores
         first, all_ = mode_coverage(protocol, dm.modes, dm.stds), mode_coverage(kept, dm.modes, dm.stds)
         rows.append({"reject": q, "modes": first.modes, "hq": 100 * first.hq_frac, "kl": first.mode_kl,
-                     "hq_all": 100 * all_.hq_frac, "kl_all": all_.mode_kl, "width": hq_rms(kept, dm.modes, dm.stds) / real_rms})  # fmt: skip
+                     "hq_all": 100 * all_.hq_frac, "kl_all": all_.mode_kl, "width": all_.mode_width})  # fmt: skip
     return rows
 
 

@@ -9,6 +9,8 @@ MNIST_RAW = REPO.parent / "shared" / "data" / "MNIST" / "raw"
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one test per core (pytest-xdist): one intra-op thread each, for it and its subprocesses
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture

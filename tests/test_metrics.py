@@ -14,7 +14,7 @@ from torch.distributions import Normal
 from conftest import MNIST_RAW
 from ganforge.data.idx import read_mnist_split
 from ganforge.data.images import DigitsDataModule
-from ganforge.data.toy import Gaussian1DDataModule, Ring8DataModule
+from ganforge.data.toy import Gaussian1DDataModule, Grid25DataModule, Ring8DataModule
 from ganforge.metrics.evaluator import GANEvaluator
 from ganforge.metrics.fid import (
     FeatureStats,
@@ -27,7 +27,7 @@ from ganforge.metrics.fid import (
     reference_stats,
 )
 from ganforge.metrics.jsd import LOG2, LOG4, jsd_from_terms, jsd_numeric, optimal_d_terms, probe_jsd
-from ganforge.metrics.modes import mode_coverage
+from ganforge.metrics.modes import gaussian_rms_within, mode_coverage
 
 
 # ----------------------------------------------------------------------------- FID / KID
@@ -280,6 +280,21 @@ def test_mode_coverage_counts_modes_quality_and_kl():
     assert nothing.modes == 0 and nothing.hq_frac == 0 and nothing.mode_kl == pytest.approx(math.log(8))
     with pytest.raises(ValueError, match="NaN"):
         mode_coverage(torch.full((3, 2), float("nan")), ring.modes, ring.stds)
+
+
+def test_mode_width_is_one_for_the_data_and_sees_modes_drawn_too_narrow():
+    """HQ rewards a generator for drawing its modes narrower than the data's; mode_width shows it."""
+    grid = Grid25DataModule()
+    x, comp = grid.sample(50_000, torch.Generator().manual_seed(0))
+    data = mode_coverage(x, grid.modes, grid.stds)
+    assert data.mode_width == pytest.approx(1.0, abs=0.01)
+    narrow = mode_coverage(grid.modes[comp] + 0.5 * (x - grid.modes[comp]), grid.modes, grid.stds)
+    assert narrow.hq_frac > data.hq_frac and narrow.mode_width == pytest.approx(0.513, abs=0.01)  # 0.5 sqrt(2) / 1.378: half as wide, now with no tail cut
+    assert math.isnan(mode_coverage(torch.zeros(4, 2) + 100, grid.modes, grid.stds).mode_width)  # no HQ sample: undefined
+    # the analytic reference: the data's RMS distance within t stds, against a direct draw (1, 2 and 3 dims)
+    for dim in (1, 2, 3):
+        r = torch.randn(400_000, dim, generator=torch.Generator().manual_seed(dim), dtype=torch.float64).norm(dim=1)
+        assert gaussian_rms_within(dim, 3.0) == pytest.approx(float(r[r < 3].square().mean().sqrt()), rel=3e-3)
 
 
 class _Affine1D(torch.nn.Module):

@@ -2,6 +2,7 @@
 
 import csv
 import math
+import os
 import subprocess
 import sys
 
@@ -80,11 +81,14 @@ def test_mean_and_standard_error():
 
 
 def test_table_shows_published_rows_beside_ours_and_counts_failures():
-    rs = [RunResult("gan", "ring8", 0, "completed", 8, 99.0, 0.01), RunResult("gan", "ring8", 1, "completed", 6, 97.0, 0.03),
+    rs = [RunResult("gan", "ring8", 0, "completed", 8, 99.0, 0.01, 0.5), RunResult("gan", "ring8", 1, "completed", 6, 97.0, 0.03, 0.7),
           RunResult("gan", "ring8", 2, "failed")]  # fmt: skip
     t = table(rs, ["gan"], ["ring8"])
-    assert all(label in t for label in PUBLISHED)
-    assert "| 7.0 ± 1.0 | 98.0 ± 1.0% | 0.020 ± 0.010 | 2/3 |" in t
+    assert all(label in t for label in PUBLISHED) and "| 0.07 ± 0.02 | – | 10 |" in t  # no published mode width
+    assert "| 7.0 ± 1.0 | 98.0 ± 1.0% | 0.020 ± 0.010 | 0.60 ± 0.10 | 2/3 |" in t
+    # a run stopped early (SIGTERM) is scored only when asked (--stopped), and the count says so
+    rs[2] = RunResult("gan", "ring8", 2, "interrupted", 7, 98.0, 0.02, 0.6)
+    assert "| 7.0 ± 0.6 | 98.0 ± 0.6% | 0.020 ± 0.006 | 0.60 ± 0.06 | 3 (1 stopped early) |" in table(rs, ["gan"], ["ring8"])
 
 
 @pytest.mark.slow
@@ -101,7 +105,8 @@ def test_one_command_benchmark_smoke(tmp_path):
     assert {(r["method"], r["dataset"]) for r in rows} == {(m, d) for m in ("pacgan3", "ganforge") for d in ("ring8", "grid25")}
     assert all(int(r["iterations"]) == 20 and 0 <= float(r["hq_percent"]) <= 100 and r["seed"] == "3" for r in rows)
     text = (out / "table.md").read_text()
-    assert "GAN (published)" in text and "ganforge recipe" in text and "Command:" in text
+    assert "GAN (published)" in text and "ganforge recipe" in text and "Command:" in text and "| grid25 mode width | runs |" in text
+    assert all(float(r["mode_width"]) > 0 or r["mode_width"] == "nan" for r in rows)  # NaN: no HQ sample after 20 iterations
     for m in ("pacgan3", "ganforge"):
         for d in ("ring8", "grid25"):
             assert (out / f"scatter_{m}_{d}.png").stat().st_size > 1000
@@ -129,3 +134,21 @@ def test_one_command_benchmark_smoke(tmp_path):
     assert summ.returncode == 0, summ.stderr[-3000:]
     (row,) = [r for r in csv.DictReader(open(out / "runs.csv")) if r["dataset"] == "ring8"]
     assert float(row["hq_percent"]) == pytest.approx(float(trunc["hq"]), abs=0.01) and "--jacobian-truncation 0.05" in (out / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_paper_setup_gpu_script_stops_every_run_on_time_and_scores_it(tmp_path):
+    """benchmarks/paper_setup_gpu.sh, here on the CPU: its runs start at once, stop at WALL by SIGTERM with a checkpoint,
+    and mode_collapse.py --stopped scores them; without --stopped they count as unfinished (exit 1)."""
+    out = tmp_path / "gpu"
+    env = dict(os.environ, TRAINER="default", WALL="45", METHODS="gan", SEEDS="4", PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "paper_setup_gpu.sh"), str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "runs.csv")))
+    assert {(r["dataset"], r["seed"], r["status"]) for r in rows} == {("ring8", "4", "interrupted"), ("grid25", "4", "interrupted")}
+    assert all(int(r["iterations"]) > 0 and int(r["iterations"]) % 10 == 0 and 0 <= float(r["hq_percent"]) <= 100 for r in rows)
+    assert "| GAN (ganforge, paper's setup) |" in (out / "table.md").read_text() and "| 1 (1 stopped early), 1 (1 stopped early) |" in (out / "table.md").read_text()
+    strict = subprocess.run([sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--summarize-only", "--methods", "gan", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert strict.returncode == 1 and "| 0/1, 0/1 |" in (out / "table.md").read_text()

@@ -170,7 +170,8 @@ def test_pack_must_divide_batch_and_gradient_penalty_refuses_batchnorm(tmp_path)
 
 def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
     """A real (short) training run on the 8-Gaussian ring: most modes get high-quality samples."""
-    _, run = run_train("dataset=ring8", "model=mlp", "max_iters=3000", "ckpt_every=3000", "sample_every=0", "val_every=3000", "logger=csv")
+    _, run = run_train("dataset=ring8", "model=mlp", "max_iters=4000", "iters_per_batch=10", "log_every=100", "ckpt_every=4000",
+                       "sample_every=0", "val_every=4000", "logger=csv")  # fmt: skip
     out = tmp_path / "ring.npz"
     subprocess.run([sys.executable, "-m", "ganforge.sample", f"ckpt_path={run}/checkpoints/last.ckpt", "n=2500", f"out={out}"], check=True, timeout=120)
     x = torch.from_numpy(np.load(out)["x"])
@@ -184,8 +185,10 @@ def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
     assert hq.float().mean() > 0.5, f"only {hq.float().mean():.2f} of samples near a mode"
     assert covered >= 6, f"{covered}/8 modes covered"
     logged = [r for r in read_metrics(run) if r.get("val/modes")][-1]  # the GANMetrics callback, PacGAN's protocol
-    assert float(logged["val/modes"]) >= 6 and float(logged["val/hq_frac"]) > 0.3, logged  # HQ: within 3 std = 0.06
-    assert 0 <= float(logged["val/mode_kl"]) < 0.5 and 0 <= float(logged["val/jsd_probe"]) < 0.5, logged
+    # HQ (within 3 std = 0.06) after 4,000 iterations depends on the BLAS thread count, which changes the sums' order:
+    # measured 7 modes / 44% HQ / KL 0.39 on 1 thread, 8 / 30% / 0.31 on 2 and 4 (an untrained G: 0 / 0%)
+    assert float(logged["val/modes"]) >= 6 and float(logged["val/hq_frac"]) > 0.2, logged
+    assert 0 <= float(logged["val/mode_kl"]) < 0.5 and 0 <= float(logged["val/jsd_probe"]) < 0.5 and 0.2 < float(logged["val/mode_width"]) < 3, logged
     # the CLI's Jacobian truncation (what it does to samples is tested in test_rejection.py): 2,500 of the same noise
     # stream with the most-stretched skipped, so the stream's first samples are kept or skipped, never replaced
     trunc = tmp_path / "ring_trunc.npz"
@@ -234,7 +237,7 @@ def test_evaluate_cli_prints_a_table_and_writes_json_next_to_the_checkpoint(run_
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
-    assert {"modes", "hq_frac", "mode_kl", "jsd_probe"} == set(report["metrics"])
+    assert {"modes", "hq_frac", "mode_kl", "mode_width", "jsd_probe"} == set(report["metrics"])
     assert "jsd_d" in report["skipped"] and "fid" in report["skipped"]  # hinge: D is not a probability
 
     bad = subprocess.run([sys.executable, "-m", "ganforge.evaluate", f"ckpt_path={ckpt}", "metrics=[fid,inception_score]"], capture_output=True, text=True, timeout=120)

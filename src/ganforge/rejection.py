@@ -78,17 +78,11 @@ def jacobian_norms(gen: torch.nn.Module, z: Tensor, batch_size: int = 4096) -> T
     return torch.cat(out)
 
 
-def jacobian_keep(norms: Tensor, reject_frac: float) -> Tensor:
-    """Mask of the samples kept: those whose Jacobian norm is at most the (1 - reject_frac) quantile of ``norms``."""
+def jacobian_threshold(norms: Tensor, reject_frac: float) -> float:
+    """The (1 - reject_frac) quantile of ``norms``: the largest Jacobian norm kept (``norms <= it`` keeps all
+    but ``reject_frac`` of them; 0 keeps every one)."""
     if not 0.0 <= reject_frac < 1.0:
         raise ValueError(f"reject_frac must be in [0, 1), got {reject_frac}")
-    if reject_frac == 0.0:
-        return torch.ones_like(norms, dtype=torch.bool)
-    return norms <= jacobian_threshold(norms, reject_frac)
-
-
-def jacobian_threshold(norms: Tensor, reject_frac: float) -> float:
-    """The (1 - reject_frac) quantile of ``norms``: the largest Jacobian norm kept."""
     if not torch.isfinite(norms).all():
         raise ValueError(f"{int((~torch.isfinite(norms)).sum())} of {len(norms)} Jacobian norms are NaN or inf: the generator's output is not finite")
     return float(torch.quantile(norms.double(), 1.0 - reject_frac))
@@ -97,10 +91,16 @@ def jacobian_threshold(norms: Tensor, reject_frac: float) -> float:
 CALIBRATION_SEED = 20200712  # the noise that sets a generator's truncation threshold, apart from any sampling seed
 
 
-def calibrate_jacobian_threshold(gen: torch.nn.Module, reject_frac: float, n: int = 100_000, device: str = "cpu") -> float:
-    """The Jacobian norm above which ``reject_frac`` of ``gen``'s samples lie, read off ``n`` draws from a fixed
-    calibration noise: a property of the generator, the same whatever seed its samples are then drawn with."""
+def calibration_norms(gen: torch.nn.Module, n: int = 100_000, device: str = "cpu") -> Tensor:
+    """||dG/dz|| at ``n`` draws of the fixed calibration noise: the distribution thresholds are read from."""
     from ganforge.models.common import sample_latent
 
     z = sample_latent(gen, n, generator=torch.Generator(device=device).manual_seed(CALIBRATION_SEED), device=device)
-    return jacobian_threshold(jacobian_norms(gen, z), reject_frac)
+    return jacobian_norms(gen, z)
+
+
+def calibrate_jacobian_threshold(gen: torch.nn.Module, reject_frac: float, n: int = 100_000, device: str = "cpu") -> float:
+    """The Jacobian norm above which ``reject_frac`` of ``gen``'s samples lie, read off ``n`` draws from a fixed
+    calibration noise: a property of the generator, the same whatever seed its samples are then drawn with.
+    For several fractions, compute :func:`calibration_norms` once and take :func:`jacobian_threshold` of each."""
+    return jacobian_threshold(calibration_norms(gen, n, device), reject_frac)

@@ -7,7 +7,8 @@ high quality = within 3 stds of the nearest mode, a mode is captured with >= 1 s
 KL(histogram of HQ samples over modes || uniform)) and writes, in ``--out``:
 
 - ``table.md``: mean ± standard error over seeds of modes, HQ % and reverse KL per method and dataset, beside
-  the published rows, with the command, commit, machine and wall time;
+  the published rows, then each dataset's *mode width* (HQ samples' RMS distance to their mode over the data's:
+  what HQ cannot see, since modes drawn too narrow score higher), with the command, commit, machine and wall time;
 - ``runs.csv``: one row per run; ``scatter_<method>_<dataset>.png``: one panel per seed against the true modes.
 
 Sweeps are resumable (see :mod:`ganforge.sweeps`): re-running the command skips finished runs.
@@ -96,6 +97,7 @@ class RunResult:
     modes: float = math.nan
     hq: float = math.nan  # percent
     kl: float = math.nan
+    width: float = math.nan  # HQ samples' RMS distance to their mode / the data's (ganforge.metrics.modes)
     wall_s: float = math.nan
     span: tuple[str, str] = ("", "")  # started, finished (ISO times from status.json)
     iters: int = 0
@@ -110,9 +112,10 @@ def _wall(st: dict) -> float:
         return math.nan
 
 
-def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None = None) -> RunResult | None:
+def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None = None, stopped: bool = False) -> RunResult | None:
     """The final generator of one run, scored on the protocol's 2,500 samples; ``jacobian_truncation`` overrides
-    the run's own (None: the run's config decides; older runs, without the key, sample plainly)."""
+    the run's own (None: the run's config decides; older runs, without the key, sample plainly). ``stopped``:
+    score a run stopped early by SIGTERM too (status ``interrupted``), at its last checkpoint."""
     from ganforge.cli.sample import load_generator, sample
     from ganforge.cli.train import build_datamodule
 
@@ -123,14 +126,14 @@ def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None =
     res = RunResult(method, ov.get("dataset", "?"), int(ov.get("seed", 0)), st.get("status", "?"), wall_s=_wall(st),
                     span=(st.get("started", ""), st.get("updated", "")))
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if res.status != "completed" or not ckpt.is_file():
+    if res.status not in ("completed", "interrupted" if stopped else "completed") or not ckpt.is_file():
         return res
     gen, meta = load_generator(ckpt)
     dm = build_datamodule(meta["config"]["dataset"])
     q = meta["config"].get("jacobian_truncation", 0.0) if jacobian_truncation is None else jacobian_truncation
     x = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED, jacobian_truncation=q))
     cov = mode_coverage(x, dm.modes, dm.stds)
-    res.modes, res.hq, res.kl, res.samples = float(cov.modes), 100 * cov.hq_frac, cov.mode_kl, x
+    res.modes, res.hq, res.kl, res.width, res.samples = float(cov.modes), 100 * cov.hq_frac, cov.mode_kl, cov.mode_width, x
     res.iters = int(meta.get("global_step") or 0)
     return res
 
@@ -150,11 +153,11 @@ def completed_checkpoints(d: Path, dataset: str) -> list[tuple[str, Path]]:
     return out
 
 
-def evaluate(out: Path, methods: list[str], jacobian_truncation: float | None = None) -> list[RunResult]:
+def evaluate(out: Path, methods: list[str], jacobian_truncation: float | None = None, stopped: bool = False) -> list[RunResult]:
     results = []
     for method in methods:
         for run_dir in run_dirs(out / method):
-            r = evaluate_run(run_dir, method, jacobian_truncation)
+            r = evaluate_run(run_dir, method, jacobian_truncation, stopped)
             if r is not None:
                 results.append(r)
     return results
@@ -202,23 +205,28 @@ def _fmt(m: float, se: float, digits: int, pct: bool = False) -> str:
 
 
 def table(results: list[RunResult], methods: list[str], datasets: list[str]) -> str:
-    head = "| method | " + " | ".join(f"{d} modes /{N_MODES.get(d, '?')} | {d} HQ | {d} rev. KL" for d in datasets) + " | runs |"
-    lines = [head, "|---|" + "---|" * (3 * len(datasets) + 1)]
+    """The published columns per dataset, then each dataset's mode width (not published: –)."""
+    head = "| method | " + " | ".join(f"{d} modes /{N_MODES.get(d, '?')} | {d} HQ | {d} rev. KL" for d in datasets)
+    head += "".join(f" | {d} mode width" for d in datasets) + " | runs |"
+    lines = [head, "|---|" + "---|" * (4 * len(datasets) + 1)]
     for label, row in PUBLISHED.items():
         cells = []
         for d in datasets:
             (m, ms), (h, hs), (k, ks) = row[d]
             cells += [_fmt(m, ms, 1), _fmt(h, hs, 1, True), _fmt(k, ks, 2)]
+        cells += ["–"] * len(datasets)
         lines.append(f"| {label} | " + " | ".join(cells) + " | 10 |")
     for method in methods:
-        cells, counts = [], []
+        cells, counts, widths = [], [], []
         for d in datasets:
             rs = [r for r in results if r.method == method and r.dataset == d]
-            ok = [r for r in rs if r.status == "completed"]
-            counts.append(f"{len(ok)}/{len(rs)}" if len(ok) != len(rs) else str(len(ok)))
+            ok = [r for r in rs if not math.isnan(r.modes)]  # scored: completed (or, with --stopped, stopped early)
+            early = sum(r.status != "completed" for r in ok)
+            counts.append((f"{len(ok)}/{len(rs)}" if len(ok) != len(rs) else str(len(ok))) + (f" ({early} stopped early)" if early else ""))
             cells += [_fmt(*mean_se([r.modes for r in ok]), 1), _fmt(*mean_se([r.hq for r in ok]), 1, True),
                       _fmt(*mean_se([r.kl for r in ok]), 3)]  # fmt: skip
-        lines.append(f"| {METHODS[method].label} | " + " | ".join(cells) + f" | {', '.join(counts)} |")
+            widths.append(_fmt(*mean_se([r.width for r in ok]), 2))
+        lines.append(f"| {METHODS[method].label} | " + " | ".join(cells + widths) + f" | {', '.join(counts)} |")
     return "\n".join(lines)
 
 
@@ -263,9 +271,9 @@ def scatter_grids(results: list[RunResult], out: Path) -> list[Path]:
 def write_outputs(results: list[RunResult], methods: list[str], datasets: list[str], out: Path, command: str) -> str:
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "iterations", "wall_s"])
+        w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "mode_width", "iterations", "wall_s"])
         for r in results:
-            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.iters, r.wall_s])
+            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.iters, r.wall_s])
     walls = [r.wall_s for r in results if not math.isnan(r.wall_s)]
     starts, ends = [r.span[0] for r in results if r.span[0]], [r.span[1] for r in results if r.span[1]]
     elapsed = (dt.datetime.fromisoformat(max(ends)) - dt.datetime.fromisoformat(min(starts))).total_seconds() if starts and ends else math.nan
@@ -299,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summarize-only", action="store_true", help="only evaluate the runs already in --out")
     p.add_argument("--jacobian-truncation", type=float, default=None, metavar="Q",
                    help="evaluate with this jacobian_truncation instead of each run's own (e.g. 0 or 0.02 on runs already in --out)")
+    p.add_argument("--stopped", action="store_true",
+                   help="also score runs stopped early by SIGTERM (status interrupted) at their last checkpoint; runs.csv has their iterations")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. max_iters=100")
     a = p.parse_args(argv)
     if a.jacobian_truncation is not None and not 0 <= a.jacobian_truncation < 1:
@@ -314,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not a.summarize_only:
         train(methods, datasets, range(a.first_seed, a.first_seed + a.seeds), out, a.jobs, a.overrides)
-    results = evaluate(out, methods, a.jacobian_truncation)
+    results = evaluate(out, methods, a.jacobian_truncation, a.stopped)
     if not results:
         print(f"error: no runs found under {out}: run without --summarize-only first", file=sys.stderr)
         return 1
@@ -322,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/mode_collapse.py", *argv])
     print(write_outputs(results, methods, datasets, out, command))
     print(f"written: {out / 'table.md'}, {out / 'runs.csv'}, {out}/scatter_*.png")
-    failed = [r for r in results if r.status != "completed"]
+    failed = [r for r in results if math.isnan(r.modes)]  # neither completed nor, with --stopped, stopped early
     return 1 if failed else 0
 
 

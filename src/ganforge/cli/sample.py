@@ -69,16 +69,17 @@ def latents(gen: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 1000,
 
 
 @torch.no_grad()
-def sample(gen: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 1000, device: str = "cpu", jacobian_truncation: float = 0.0) -> np.ndarray:
+def sample(gen: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 1000, device: str = "cpu", jacobian_truncation: float = 0.0,
+           jacobian_limit: float | None = None) -> np.ndarray:  # fmt: skip
     """``n`` samples from the noise of ``seed``. With ``jacobian_truncation`` q > 0, the samples whose ||dG/dz||
     is in the generator's top q (:func:`ganforge.rejection.calibrate_jacobian_threshold`) are skipped: the
-    first ``n`` kept of the same noise stream."""
+    first ``n`` kept of the same noise stream. ``jacobian_limit``: that threshold when already calibrated."""
     if not jacobian_truncation:
         z = latents(gen, n, seed, batch_size, device)
         return torch.cat([gen(chunk).float().cpu() for chunk in z.split(batch_size)]).numpy().astype(np.float32)
     from ganforge.rejection import calibrate_jacobian_threshold, jacobian_norms
 
-    limit = calibrate_jacobian_threshold(gen, float(jacobian_truncation), device=device)
+    limit = calibrate_jacobian_threshold(gen, float(jacobian_truncation), device=device) if jacobian_limit is None else jacobian_limit
     g = torch.Generator(device=device).manual_seed(int(seed))
     chunks, have = [], 0
     while have < n:

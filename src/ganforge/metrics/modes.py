@@ -6,6 +6,9 @@ mode (Mahalanobis distance with the mode's isotropic std; PacGAN's code: 3). A m
 least ``min_count`` high-quality samples landed on it (the published protocol: 1, from 2,500 samples).
 ``mode_kl`` is KL(h || uniform) in nats, with h the histogram of the high-quality samples over modes
 (PacGAN's "reverse KL"): 0 when every mode gets the same share, log K when all sit on one mode.
+``mode_width`` is what HQ cannot see: the RMS distance of the high-quality samples to their mode, over that of
+the data's own samples within the same threshold (1: as spread as the data; below 1, modes drawn too narrow,
+which HQ rewards: a perfect generator of a 2-d mixture scores 98.9% HQ at threshold 3, a point mass 100%).
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ class ModeCoverage:
     hq_frac: float  # fraction of samples within `threshold` stds of some mode
     mode_kl: float  # KL(histogram of HQ samples over modes || uniform), nats; log K when no sample is HQ
     counts: list[int]  # HQ samples per mode
+    mode_width: float = math.nan  # RMS distance of HQ samples to their mode / the data's (1 = as wide); NaN when none
 
     def to_dict(self) -> dict:
-        return {"modes": self.modes, "n_modes": self.n_modes, "hq_frac": self.hq_frac, "mode_kl": self.mode_kl, "counts": self.counts}
+        return {"modes": self.modes, "n_modes": self.n_modes, "hq_frac": self.hq_frac, "mode_kl": self.mode_kl,
+                "mode_width": self.mode_width, "counts": self.counts}  # fmt: skip
+
+
+def gaussian_rms_within(dim: int, threshold: float) -> float:
+    """RMS distance to its mean, in stds, of an isotropic ``dim``-d Gaussian's samples within ``threshold`` stds.
+    r^2 is chi^2 with ``dim`` degrees of freedom, so E[r^2 | r < t] = dim P(dim/2 + 1, t^2/2) / P(dim/2, t^2/2)
+    with P the regularized lower incomplete gamma function."""
+    a, x = torch.tensor(dim / 2, dtype=torch.float64), torch.tensor(threshold**2 / 2, dtype=torch.float64)
+    return math.sqrt(dim * float(torch.special.gammainc(a + 1, x) / torch.special.gammainc(a, x)))
 
 
 def mode_coverage(samples: Tensor, modes: Tensor, stds: Tensor | float, threshold: float = 3.0, min_count: int = 1) -> ModeCoverage:
@@ -44,8 +57,9 @@ def mode_coverage(samples: Tensor, modes: Tensor, stds: Tensor | float, threshol
     counts = torch.bincount(nearest[hq], minlength=k)
     n_hq = int(hq.sum())
     kl = histogram_kl(counts)
+    width = float(nearest_d[hq].square().mean().sqrt()) / gaussian_rms_within(mu.shape[1], threshold) if n_hq else math.nan
     return ModeCoverage(
-        modes=int((counts >= min_count).sum()), n_modes=k, hq_frac=n_hq / len(x), mode_kl=kl, counts=counts.tolist()
+        modes=int((counts >= min_count).sum()), n_modes=k, hq_frac=n_hq / len(x), mode_kl=kl, counts=counts.tolist(), mode_width=width
     )
 
 
