@@ -15,16 +15,28 @@ py=${PYTHON:-python3}
 wall=${WALL:-465}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-declare -A pack=([gan]=1 [pacgan2]=2 [pacgan3]=3 [pacgan4]=4)
+# each method's overrides from ganforge.toy_benchmark.METHODS (one table for both scripts), all checked before any run
+declare -A overrides
 for m in ${METHODS:-gan pacgan4}; do
-  [[ -n "${pack[$m]:-}" ]] || { echo "error: METHODS takes gan, pacgan2, pacgan3, pacgan4; got $m" >&2; exit 2; }
+  overrides[$m]=$(PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" "$py" - "$m" <<'PY'
+import sys
+from ganforge.toy_benchmark import METHODS
+m = METHODS.get(sys.argv[1])
+if m is None or "experiment=pacgan_toy" not in m.overrides:
+    sys.exit(1)
+print(*m.overrides)
+PY
+  ) || { echo "error: METHODS takes the paper's-setup methods (gan, pacgan2, pacgan3, pacgan4); got $m" >&2; exit 2; }
+done
+for m in ${METHODS:-gan pacgan4}; do
+  read -ra ov <<< "${overrides[$m]}"
   for d in ring8 grid25; do
     for s in ${SEEDS:-0 1}; do
       run="$out/$m/$d-seed$s"
       resume=()
       [[ -f "$run/checkpoints/last.ckpt" ]] && resume=(ckpt_path=last)
       mkdir -p "$run"
-      timeout -k 60 -s TERM "$wall" "$py" train.py experiment=pacgan_toy "pack=${pack[$m]}" "dataset=$d" "seed=$s" \
+      timeout -k 60 -s TERM "$wall" "$py" train.py "${ov[@]}" "dataset=$d" "seed=$s" \
         "trainer=${TRAINER:-gpu}" max_iters=400000 iters_per_batch=10 val_every=2500 log_every=500 ckpt_every=20000 sample_every=20000 \
         logger=csv "hydra.run.dir=$run" "${resume[@]}" > "$run/stdout.log" 2>&1 &
     done

@@ -5,6 +5,7 @@ import lightning as L
 import pytest
 import torch
 
+from ganforge.config import ConfigError
 from ganforge.data import Ring8DataModule
 from ganforge.losses import GANLoss, bce_d_loss, make_loss, nonsaturating_g_loss
 from ganforge.models import MLPDiscriminator, MLPGenerator
@@ -341,3 +342,28 @@ def test_evaluation_and_sampling_noise_follow_the_generators_prior():
     GANEvaluator(metrics=["modes"], n_samples=3000).generate(g, 3000, torch.device("cpu"), Collective())
     sample(g, 3000)
     assert 0.9 < g.seen <= 1
+
+
+class _RecordingDiscriminator(MLPDiscriminator):
+    def forward(self, x):
+        if self.training and torch.is_grad_enabled():
+            self.seen.append(x.detach().clone())
+        return super().forward(x)
+
+
+def test_instance_noise_blurs_what_d_sees_with_the_scheduled_std_and_ends_clean():
+    d = _RecordingDiscriminator([2], hidden=16, layers=2)
+    d.seen = []
+    m = make_module(discriminator=d, instance_noise=0.5, instance_noise_iters=4)
+    assert [m.instance_noise_std(t) for t in (0, 1, 2, 4, 9)] == [0.5, 0.375, 0.25, 0.0, 0.0]
+    clean = []
+    orig = m._discriminator_step
+    m._discriminator_step = lambda opt, real: (clean.append(real.clone()), orig(opt, real))[1]
+    fit(m, 6, batch_size=1024)
+    # per iteration D's forwards: the real batch, the fake batch (D step), the fake batch again (G step)
+    reals = d.seen[0::3]
+    stds = [float((seen - real).std()) for seen, real in zip(reals, clean)]
+    assert stds[:4] == pytest.approx([0.5, 0.375, 0.25, 0.125], rel=0.07) and stds[4:] == [0.0, 0.0]
+    with pytest.raises(ConfigError, match="instance_noise=-0.1"):
+        make_module(instance_noise=-0.1)
+    assert make_module(instance_noise=0.2).instance_noise_std(10**6) == 0.2  # no decay length: constant

@@ -3,6 +3,7 @@
 import csv
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -61,16 +62,16 @@ def test_the_recipe_sets_packing_length_and_learning_rate_floor_per_dataset(tmp_
     def recipe(*overrides):
         cfg = compose("train", ["experiment=modes_best", *overrides, f"paths.output_dir={tmp_path}"])
         sch = (cfg.optim.g_scheduler, cfg.optim.d_scheduler)
-        return cfg.pack, cfg.dataset.batch_size, cfg.max_iters, cfg.trainer.max_steps, *(s.total_iters for s in sch), *(s.end_factor for s in sch), cfg.model.generator.latent_dim, cfg.jacobian_truncation
+        return cfg.pack, cfg.dataset.batch_size, cfg.max_iters, cfg.trainer.max_steps, *(s.total_iters for s in sch), *(s.end_factor for s in sch), cfg.model.generator.latent_dim, cfg.jacobian_truncation, cfg.instance_noise, cfg.instance_noise_iters
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         got = {ds: recipe(f"dataset={ds}") for ds in ("ring8", "grid25", "gaussian1d")}
         got["override"] = recipe("dataset=grid25", "pack=2", "max_iters=2000", "optim.lr_end_factor=0.05", "model.generator.latent_dim=3")
     assert got == {
-        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2, 0.02),
-        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.0),
-        "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0),
-        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.0),
+        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2, 0.02, 0.0, 50000),
+        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.0, 0.5, 50000),
+        "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0, 0.0, 50000),
+        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.0, 0.5, 50000),
     }
 
 
@@ -98,10 +99,11 @@ def test_one_command_benchmark_smoke(tmp_path):
     out = tmp_path / "bench"
     cmd = [sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--seeds", "1", "--first-seed", "3", "--methods", "pacgan3,ganforge",
            "--jobs", "1", "--out", str(out), "max_iters=20", "val_every=20", "ckpt_every=20", "sample_every=20"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+    assert {r["threads"] for r in rows} == {"1"} and all(re.fullmatch(r"[0-9a-f]{10}(\+dirty)?", r["commit"]) for r in rows)  # the run's environment
     assert {(r["method"], r["dataset"]) for r in rows} == {(m, d) for m in ("pacgan3", "ganforge") for d in ("ring8", "grid25")}
     assert all(int(r["iterations"]) == 20 and 0 <= float(r["hq_percent"]) <= 100 and r["seed"] == "3" for r in rows)
     text = (out / "table.md").read_text()
@@ -152,3 +154,14 @@ def test_paper_setup_gpu_script_stops_every_run_on_time_and_scores_it(tmp_path):
     strict = subprocess.run([sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--summarize-only", "--methods", "gan", "--out", str(out)],
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert strict.returncode == 1 and "| 0/1, 0/1 |" in (out / "table.md").read_text()
+
+
+def test_paper_setup_gpu_script_takes_its_methods_from_the_benchmark_table(tmp_path):
+    """paper_setup_gpu.sh reads each method's overrides from toy_benchmark.METHODS (no twin table to drift), and
+    refuses a method outside the paper's setup in one line, before any run starts."""
+    for bad in ("ganforge", "wgan"):
+        env = dict(os.environ, METHODS=f"gan {bad}", PYTHON=sys.executable, TRAINER="default", WALL="1")
+        proc = subprocess.run(["bash", str(REPO / "benchmarks" / "paper_setup_gpu.sh"), str(tmp_path / bad)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 2 and f"METHODS takes the paper's-setup methods (gan, pacgan2, pacgan3, pacgan4); got {bad}" in proc.stderr
+        assert not (tmp_path / bad / "gan").exists()  # refused before the valid method's runs started

@@ -2,6 +2,7 @@
 (read back from the run's .wandb file), resume into the same wandb run, multirun groups, report.html."""
 
 import csv
+import json
 import math
 import os
 import re
@@ -9,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 from ganforge.config import ConfigError
@@ -140,6 +142,11 @@ def test_default_run_logs_config_curves_and_pictures_to_offline_wandb(run_train)
     assert run.config["params/generator"] > 1000 and run.config["params/discriminator"] > 1000
     assert "train.py" in run.config["run/command"] and "loss=minimax" in run.config["run/command"]
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", run.config.get("run/git_commit", "")), "not a git checkout?"
+    # what can change the numbers without changing the config: torch's threads, as wandb and status.json have them
+    env = json.loads((run_dir / "status.json").read_text())["run"]
+    assert env["omp_num_threads"] == os.environ.get("OMP_NUM_THREADS", "unset") and env["torch"] == torch.__version__
+    assert env["threads"] == run.config["run/threads"] == (os.environ.get("OMP_NUM_THREADS") or env["threads"]) and int(env["threads"]) >= 1
+    assert env["git_commit"] == run.config["run/git_commit"]
     # curves against iterations, equal to what the CSV logger got
     assert run.metrics["train/*"] == run.metrics["val/*"] == "trainer/global_step"
     csv_rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))

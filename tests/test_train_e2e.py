@@ -166,6 +166,21 @@ def test_pack_must_divide_batch_and_gradient_penalty_refuses_batchnorm(tmp_path)
     assert "not a multiple of pack=3" in build_error(tmp_path, *RING, "pack=3")
     assert "jacobian_truncation must be a fraction" in build_error(tmp_path, *RING, "jacobian_truncation=-0.1")
     assert "model.discriminator.norm=layer" in build_error(tmp_path, "loss=wgan_gp", "logger=csv")
+    assert "instance_noise=-1.0" in build_error(tmp_path, *RING, "instance_noise=-1")
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_resolves_whole_on_each_toy_dataset(tmp_path, experiment):
+    """What `python train.py experiment=X --cfg job --resolve` shows: every interpolation resolves (a resolver's
+    default that is a bare list once broke this for every dataset without feature extractors)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        for ds in ("ring8", "grid25", "digits"):
+            cfg = compose("train", [f"experiment={experiment}", f"dataset={ds}", f"paths.output_dir={tmp_path}"])
+            OmegaConf.resolve(cfg)
+            assert list(cfg.metrics.extractors) == (["lenet"] if ds == "digits" else ["inception"])
 
 
 def test_ring8_mlp_learns_most_modes(run_train, tmp_path):

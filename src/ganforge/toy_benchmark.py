@@ -99,6 +99,8 @@ class RunResult:
     kl: float = math.nan
     width: float = math.nan  # HQ samples' RMS distance to their mode / the data's (ganforge.metrics.modes)
     wall_s: float = math.nan
+    threads: str = ""  # torch's intra-op threads as the run trained, and ganforge's commit (status.json's "run")
+    commit: str = ""
     span: tuple[str, str] = ("", "")  # started, finished (ISO times from status.json)
     iters: int = 0
     samples: torch.Tensor | None = None
@@ -112,6 +114,10 @@ def _wall(st: dict) -> float:
         return math.nan
 
 
+def _short(commit: str) -> str:
+    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None = None, stopped: bool = False) -> RunResult | None:
     """The final generator of one run, scored on the protocol's 2,500 samples; ``jacobian_truncation`` overrides
     the run's own (None: the run's config decides; older runs, without the key, sample plainly). ``stopped``:
@@ -123,10 +129,12 @@ def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None =
     if st is None:
         return None
     ov = dict(o.split("=", 1) for o in st.get("overrides", []) if "=" in o)
+    env = st.get("run", {})  # absent in runs older than the record
     res = RunResult(method, ov.get("dataset", "?"), int(ov.get("seed", 0)), st.get("status", "?"), wall_s=_wall(st),
-                    span=(st.get("started", ""), st.get("updated", "")))
+                    span=(st.get("started", ""), st.get("updated", "")), threads=env.get("threads", ""), commit=_short(env.get("git_commit", "")))
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if res.status not in ("completed", "interrupted" if stopped else "completed") or not ckpt.is_file():
+    accepted = ("completed", "interrupted") if stopped else ("completed",)
+    if res.status not in accepted or not ckpt.is_file():
         return res
     gen, meta = load_generator(ckpt)
     dm = build_datamodule(meta["config"]["dataset"])
@@ -271,9 +279,9 @@ def scatter_grids(results: list[RunResult], out: Path) -> list[Path]:
 def write_outputs(results: list[RunResult], methods: list[str], datasets: list[str], out: Path, command: str) -> str:
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "mode_width", "iterations", "wall_s"])
+        w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "mode_width", "iterations", "wall_s", "threads", "commit"])
         for r in results:
-            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.iters, r.wall_s])
+            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.iters, r.wall_s, r.threads, r.commit])
     walls = [r.wall_s for r in results if not math.isnan(r.wall_s)]
     starts, ends = [r.span[0] for r in results if r.span[0]], [r.span[1] for r in results if r.span[1]]
     elapsed = (dt.datetime.fromisoformat(max(ends)) - dt.datetime.fromisoformat(min(starts))).total_seconds() if starts and ends else math.nan

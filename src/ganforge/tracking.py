@@ -116,8 +116,16 @@ def flatten(d: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str,
 
 
 def run_meta() -> dict[str, str]:
-    """The command line and the git commit of ganforge's source (``+dirty`` with uncommitted changes)."""
-    meta = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    """The command line, the git commit of ganforge's source (``+dirty`` with uncommitted changes) and what
+    can change a run's numbers without changing its config: torch's version and its intra-op thread count
+    (``threads``; ``OMP_NUM_THREADS`` as set, or ``unset``) on which host."""
+    import platform
+
+    import torch
+
+    meta = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__,
+            "threads": str(torch.get_num_threads()), "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+            "host": platform.node()}  # fmt: skip
     src = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5)

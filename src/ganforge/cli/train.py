@@ -108,6 +108,8 @@ def build(cfg: DictConfig) -> Run:
         noise_seed=cfg.seed,
         compile=bool(cfg.get("compile", False)),
         iters_per_batch=k,
+        instance_noise=float(cfg.get("instance_noise", 0.0)),
+        instance_noise_iters=cfg.get("instance_noise_iters"),
     )
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     resumed = check_checkpoint(ckpt_path, module) if ckpt_path else {}
@@ -256,16 +258,16 @@ def train(cfg: DictConfig) -> float | None:
         if not cfg.get("ckpt_path"):  # the ranks it starts get the same (strategies.rank_command)
             cfg.ckpt_path = "last"
     if rank0:
-        write_status(run_dir, "running", overrides=overrides, started=time.strftime("%Y-%m-%dT%H:%M:%S"), error="")
+        write_status(run_dir, "running", overrides=overrides, started=time.strftime("%Y-%m-%dT%H:%M:%S"), error="", run=run_meta())
     try:
         result = _fit(cfg)
     except BaseException as e:
         if rank0:
             interrupted = isinstance(e, (SIGTERMException, KeyboardInterrupt))
-            write_status(run_dir, "interrupted" if interrupted else "failed", error=f"{type(e).__name__}: {e}".splitlines()[0][:500])
+            write_status(run_dir, "interrupted" if interrupted else "failed", error=f"{type(e).__name__}: {e}".splitlines()[0][:500], run=run_meta())
         raise
     if rank0:
-        write_status(run_dir, "completed", result=result[0], metrics=result[1])
+        write_status(run_dir, "completed", result=result[0], metrics=result[1], run=run_meta())  # threads as trained
     return result[0]
 
 
