@@ -69,9 +69,9 @@ def test_the_recipe_sets_packing_length_and_learning_rate_floor_per_dataset(tmp_
         got["override"] = recipe("dataset=grid25", "pack=2", "max_iters=2000", "optim.lr_end_factor=0.05", "model.generator.latent_dim=3")
     assert got == {
         "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2, 0.02, 0.0, 50000),
-        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.0, 0.5, 50000),
+        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.05, 0.5, 50000),
         "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0, 0.0, 50000),
-        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.0, 0.5, 50000),
+        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.05, 0.5, 50000),
     }
 
 
@@ -165,3 +165,22 @@ def test_paper_setup_gpu_script_takes_its_methods_from_the_benchmark_table(tmp_p
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         assert proc.returncode == 2 and f"METHODS takes the paper's-setup methods (gan, pacgan2, pacgan3, pacgan4); got {bad}" in proc.stderr
         assert not (tmp_path / bad / "gan").exists()  # refused before the valid method's runs started
+
+
+def test_val_curves_groups_runs_into_one_figure_and_a_long_csv(tmp_path):
+    runs = []
+    for i, hq in enumerate(((0.02, 0.5), (0.03, 0.9))):
+        (tmp_path / f"r{i}" / "csv").mkdir(parents=True)
+        rows = ["step,train/d_loss,val/hq_frac,val/modes", "100,0.7,,", f"5000,,{hq[0]},18", f"10000,,{hq[1]},25"]
+        (tmp_path / f"r{i}" / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
+        runs.append(str(tmp_path / f"r{i}"))
+    out = tmp_path / "fig" / "curves.png"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_curves.py"), "--out", str(out), f"a={runs[0]}", f"b={runs[1]}"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert [(r["group"], r["run"], r["step"], r["metric"], r["value"]) for r in rows if r["metric"] == "val/hq_frac"] == [
+        ("a", "r0", "5000", "val/hq_frac", "0.02"), ("a", "r0", "10000", "val/hq_frac", "0.5"),
+        ("b", "r1", "5000", "val/hq_frac", "0.03"), ("b", "r1", "10000", "val/hq_frac", "0.9"),
+    ]  # fmt: skip
+    assert len(rows) == 8 and out.stat().st_size > 10000
