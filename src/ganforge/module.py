@@ -278,7 +278,7 @@ class GANModule(L.LightningModule):
 
     def _blur(self, x: Tensor) -> Tensor:
         """``x`` plus this iteration's instance noise (drawn, like the latents, for the global batch)."""
-        std = self.instance_noise_std() if self.instance_noise else 0.0
+        std = self.instance_noise_std()
         if std == 0.0:
             return x
         n = x.shape[0] * self._world

@@ -7,6 +7,7 @@ sweep dir, chosen experiment) come from ``HydraConfig`` when a Hydra job is runn
 
 from __future__ import annotations
 
+import functools
 import logging
 import netrc
 import os
@@ -115,6 +116,22 @@ def flatten(d: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str,
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> str:
+    """The commit of ganforge's source tree (``+dirty`` with uncommitted changes), or "" outside git; read
+    once a process: that is the code it imported (an edit later in a sweep does not change what runs), and a
+    run's status and its loggers all ask for it."""
+    src = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return ""
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def run_meta() -> dict[str, str]:
     """The command line, the git commit of ganforge's source (``+dirty`` with uncommitted changes) and what
     can change a run's numbers without changing its config: torch's version and its intra-op thread count
@@ -126,14 +143,9 @@ def run_meta() -> dict[str, str]:
     meta = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__,
             "threads": str(torch.get_num_threads()), "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
             "host": platform.node()}  # fmt: skip
-    src = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5)
-        if sha.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src, capture_output=True, text=True, timeout=5)
-            meta["git_commit"] = sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    commit = _git_commit()
+    if commit:
+        meta["git_commit"] = commit
     return meta
 
 
