@@ -110,6 +110,17 @@ def test_ema_is_a_moving_average_of_generator_weights():
     assert m.sampling_generator is m.g_ema
 
 
+def test_the_ema_copy_is_a_shadow_training_ends_with_the_same_networks_without_it():
+    """G and D after training with an EMA copy equal those of the same run without one (the copy draws no random
+    numbers and feeds nothing back), so a run's raw G can stand for the same recipe trained with ema_decay=null."""
+    with_ema, without = make_module(ema_decay=0.9), make_module()
+    fit(with_ema, 6), fit(without, 6)
+    assert with_ema.sampling_generator is with_ema.g_ema and without.sampling_generator is without.generator
+    for net in ("generator", "discriminator"):
+        for (k, a), b in zip(getattr(without, net).state_dict().items(), getattr(with_ema, net).state_dict().values()):
+            torch.testing.assert_close(b, a, rtol=0, atol=0, msg=f"{net}.{k}")
+
+
 def test_wgan_clips_discriminator_weights():
     m = make_module(loss="wgan")
     fit(m, 3)

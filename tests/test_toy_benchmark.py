@@ -13,7 +13,7 @@ import torch
 from conftest import REPO
 from ganforge.models import MLPDiscriminator, MLPGenerator
 from ganforge.models.mlp import Maxout
-from ganforge.toy_benchmark import PUBLISHED, RunResult, mean_se, sweep_command, table
+from ganforge.toy_benchmark import PUBLISHED, RunResult, evaluate_run, mean_se, sweep_command, table
 
 
 def test_maxout_is_the_max_over_pieces_of_one_linear_map():
@@ -98,11 +98,12 @@ def test_one_command_benchmark_smoke(tmp_path):
     PacGAN3 (batch 300) also checks that validation copes with a last batch that fills no packed group."""
     out = tmp_path / "bench"
     cmd = [sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--seeds", "1", "--first-seed", "3", "--methods", "pacgan3,ganforge",
-           "--jobs", "1", "--out", str(out), "max_iters=20", "val_every=20", "ckpt_every=20", "sample_every=20"]  # fmt: skip
+           "--jobs", "1", "--out", str(out), "max_iters=20", "val_every=20", "ckpt_every=20", "sample_every=20", "ema_decay=0.9"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+    assert {r["generator"] for r in rows} == {"g_ema"}  # the sampler of a run that kept an EMA copy
     assert {r["threads"] for r in rows} == {"1"} and all(re.fullmatch(r"[0-9a-f]{10}(\+dirty)?", r["commit"]) for r in rows)  # the run's environment
     assert {(r["method"], r["dataset"]) for r in rows} == {(m, d) for m in ("pacgan3", "ganforge") for d in ("ring8", "grid25")}
     assert all(int(r["iterations"]) == 20 and 0 <= float(r["hq_percent"]) <= 100 and r["seed"] == "3" for r in rows)
@@ -136,6 +137,14 @@ def test_one_command_benchmark_smoke(tmp_path):
     assert summ.returncode == 0, summ.stderr[-3000:]
     (row,) = [r for r in csv.DictReader(open(out / "runs.csv")) if r["dataset"] == "ring8"]
     assert float(row["hq_percent"]) == pytest.approx(float(trunc["hq"]), abs=0.01) and "--jacobian-truncation 0.05" in (out / "table.md").read_text()
+    # --no-ema scores G itself: other samples than its EMA copy's
+    raw = subprocess.run([*cmd[:2], "--summarize-only", "--methods", "pacgan3", "--datasets", "ring8", "--out", str(out), "--jacobian-truncation", "0.05", "--no-ema"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert raw.returncode == 0, raw.stderr[-3000:]
+    (rrow,) = [r for r in csv.DictReader(open(out / "runs.csv")) if r["dataset"] == "ring8"]
+    assert (row["generator"], rrow["generator"]) == ("g_ema", "generator")
+    ema, g = (evaluate_run(out / "pacgan3" / "ring8-seed3", "pacgan3", 0.05, ema=e) for e in (True, False))
+    assert (ema.weights, g.weights) == ("g_ema", "generator") and not torch.equal(ema.samples, g.samples)
 
 
 @pytest.mark.slow

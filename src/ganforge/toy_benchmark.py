@@ -103,6 +103,7 @@ class RunResult:
     commit: str = ""
     span: tuple[str, str] = ("", "")  # started, finished (ISO times from status.json)
     iters: int = 0
+    weights: str = ""  # the generator scored: g_ema (the EMA copy, when the run kept one) or generator
     samples: torch.Tensor | None = None
 
 
@@ -118,10 +119,11 @@ def _short(commit: str) -> str:
     return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
 
 
-def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None = None, stopped: bool = False) -> RunResult | None:
+def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None = None, stopped: bool = False, ema: bool = True) -> RunResult | None:
     """The final generator of one run, scored on the protocol's 2,500 samples; ``jacobian_truncation`` overrides
     the run's own (None: the run's config decides; older runs, without the key, sample plainly). ``stopped``:
-    score a run stopped early by SIGTERM too (status ``interrupted``), at its last checkpoint."""
+    score a run stopped early by SIGTERM too (status ``interrupted``), at its last checkpoint. ``ema=False``
+    scores G itself where the run kept an EMA copy too (the copy otherwise)."""
     from ganforge.cli.sample import load_generator, sample
     from ganforge.cli.train import build_datamodule
 
@@ -136,13 +138,13 @@ def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None =
     accepted = ("completed", "interrupted") if stopped else ("completed",)
     if res.status not in accepted or not ckpt.is_file():
         return res
-    gen, meta = load_generator(ckpt)
+    gen, meta = load_generator(ckpt, ema=ema)
     dm = build_datamodule(meta["config"]["dataset"])
     q = meta["config"].get("jacobian_truncation", 0.0) if jacobian_truncation is None else jacobian_truncation
     x = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED, jacobian_truncation=q))
     cov = mode_coverage(x, dm.modes, dm.stds)
     res.modes, res.hq, res.kl, res.width, res.samples = float(cov.modes), 100 * cov.hq_frac, cov.mode_kl, cov.mode_width, x
-    res.iters = int(meta.get("global_step") or 0)
+    res.iters, res.weights = int(meta.get("global_step") or 0), meta["weights"]
     return res
 
 
@@ -161,11 +163,11 @@ def completed_checkpoints(d: Path, dataset: str) -> list[tuple[str, Path]]:
     return out
 
 
-def evaluate(out: Path, methods: list[str], jacobian_truncation: float | None = None, stopped: bool = False) -> list[RunResult]:
+def evaluate(out: Path, methods: list[str], jacobian_truncation: float | None = None, stopped: bool = False, ema: bool = True) -> list[RunResult]:
     results = []
     for method in methods:
         for run_dir in run_dirs(out / method):
-            r = evaluate_run(run_dir, method, jacobian_truncation, stopped)
+            r = evaluate_run(run_dir, method, jacobian_truncation, stopped, ema)
             if r is not None:
                 results.append(r)
     return results
@@ -279,9 +281,9 @@ def scatter_grids(results: list[RunResult], out: Path) -> list[Path]:
 def write_outputs(results: list[RunResult], methods: list[str], datasets: list[str], out: Path, command: str) -> str:
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "mode_width", "iterations", "wall_s", "threads", "commit"])
+        w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "mode_width", "iterations", "wall_s", "threads", "commit", "generator"])
         for r in results:
-            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.iters, r.wall_s, r.threads, r.commit])
+            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.iters, r.wall_s, r.threads, r.commit, r.weights])
     walls = [r.wall_s for r in results if not math.isnan(r.wall_s)]
     starts, ends = [r.span[0] for r in results if r.span[0]], [r.span[1] for r in results if r.span[1]]
     elapsed = (dt.datetime.fromisoformat(max(ends)) - dt.datetime.fromisoformat(min(starts))).total_seconds() if starts and ends else math.nan
@@ -317,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="evaluate with this jacobian_truncation instead of each run's own (e.g. 0 or 0.02 on runs already in --out)")
     p.add_argument("--stopped", action="store_true",
                    help="also score runs stopped early by SIGTERM (status interrupted) at their last checkpoint; runs.csv has their iterations")
+    p.add_argument("--no-ema", action="store_true",
+                   help="score each run's generator itself, not the EMA copy that runs with ema_decay set keep and sample from")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. max_iters=100")
     a = p.parse_args(argv)
     if a.jacobian_truncation is not None and not 0 <= a.jacobian_truncation < 1:
@@ -332,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not a.summarize_only:
         train(methods, datasets, range(a.first_seed, a.first_seed + a.seeds), out, a.jobs, a.overrides)
-    results = evaluate(out, methods, a.jacobian_truncation, a.stopped)
+    results = evaluate(out, methods, a.jacobian_truncation, a.stopped, ema=not a.no_ema)
     if not results:
         print(f"error: no runs found under {out}: run without --summarize-only first", file=sys.stderr)
         return 1
