@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.losses import LOG4, gradient_penalty, jsd_from_d_loss, make_loss
+from ganforge.config import ConfigError
+from ganforge.losses import LOG4, gradient_penalty, jsd_from_d_loss, make_loss, r1_penalty
 
 R = torch.tensor([2.0, -1.0, 0.5])
 FK = torch.tensor([-3.0, 0.0, 1.0])
@@ -104,3 +105,24 @@ def test_gradient_penalty_uses_per_packed_group_norm():
     (g,) = torch.autograd.grad(d(x_hat).sum(), x_hat)
     expected = (g.reshape(4, 4).norm(dim=1) - 1).pow(2).mean()
     assert gp.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_r1_penalty_is_the_squared_slope_of_d_at_the_data_per_packed_group():
+    """For a linear D(x) = w . x (x of pack=2 samples side by side), grad_x D = w for every group: the penalty is
+    ||w||^2, and it stays differentiable in w (D's update sees d/dw = 2w)."""
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0], requires_grad=True)
+    real = torch.randn(6, 2, requires_grad=True)  # 3 groups of 2 two-d samples
+    logits = real.reshape(3, 4) @ w
+    pen = r1_penalty(real, logits)
+    assert pen.item() == pytest.approx(w.detach().pow(2).sum().item())
+    (dw,) = torch.autograd.grad(pen, w)
+    torch.testing.assert_close(dw, 2 * w.detach())
+
+
+def test_r1_weight_is_checked_and_combines_with_any_loss_but_the_one_with_its_own_penalty():
+    assert make_loss("hinge", r1_weight=5.0).penalty == "r1" and make_loss("hinge").penalty is None
+    assert make_loss("wgan_gp").penalty == "gp" and make_loss("nonsaturating", r1_weight=1.0).sigmoid
+    with pytest.raises(ConfigError, match=r"loss.r1_weight=-1.0: .* must be >= 0"):
+        make_loss("nonsaturating", r1_weight=-1.0)
+    with pytest.raises(ConfigError, match="loss=wgan_gp already penalizes D's gradient"):
+        make_loss("wgan_gp", r1_weight=1.0)

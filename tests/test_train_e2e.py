@@ -167,6 +167,8 @@ def test_pack_must_divide_batch_and_gradient_penalty_refuses_batchnorm(tmp_path)
     assert "jacobian_truncation must be a fraction" in build_error(tmp_path, *RING, "jacobian_truncation=-0.1")
     assert "model.discriminator.norm=layer" in build_error(tmp_path, "loss=wgan_gp", "logger=csv")
     assert "instance_noise=-1.0" in build_error(tmp_path, *RING, "instance_noise=-1")
+    assert "loss=wgan_gp already penalizes D's gradient" in build_error(tmp_path, *RING, "loss=wgan_gp", "loss.r1_weight=1")
+    assert "loss.r1_weight penalizes per-sample gradients" in build_error(tmp_path, "loss.r1_weight=10", "logger=csv")  # digits' DCGAN D has BatchNorm
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")))

@@ -19,10 +19,14 @@ loss               discriminator loss                                           
 Numerics: log D(x) = -softplus(-r) and log(1 - D(x)) = -softplus(r), so no sigmoid is ever taken
 before a log. For the sigmoid losses the empirical value function is V~ = -d_loss, hence the
 batch JSD estimate (V~ + log 4) / 2 (Goodfellow et al. 2014, Theorem 1).
+
+Any loss but ``wgan_gp`` can add the R1 penalty, ``r1_weight / 2 * E ||grad_x D(x)||^2`` on real data
+(Mescheder et al. 2018), to D's loss; the logged d_loss and JSD estimate leave the penalty out (``train/r1``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -30,6 +34,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ganforge.config import ConfigError
 
 LOG4 = math.log(4.0)
 
@@ -105,6 +111,18 @@ def gradient_penalty(
     return (norms - 1.0).pow(2).mean()
 
 
+def r1_penalty(real: Tensor, real_logits: Tensor) -> Tensor:
+    """E ||grad_x D(x)||_2^2 over real samples (R1, Mescheder et al. 2018); the D loss adds ``r1_weight / 2`` times it.
+
+    ``real`` must have required grad when D was applied to it, giving ``real_logits``: the penalty reuses
+    that forward pass. Zero-centred on the data, it damps D's slope where the data are, which makes the
+    game locally convergent at p_G = p_data, where unregularized training (and instance noise decayed to
+    0) can orbit the equilibrium. With packing the norm is taken per packed group (per row of D's output).
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.reshape(real_logits.shape[0], -1).pow(2).sum(1).mean()
+
+
 @dataclass(frozen=True)
 class GANLoss:
     """One GAN objective: what the module needs to know to run its D and G steps.
@@ -117,6 +135,7 @@ class GANLoss:
             JSD estimate (V~ + log 4)/2 applies.
         gp_weight: lambda of the gradient penalty (0 = none).
         clip_value: WGAN weight clipping bound c (None = no clipping).
+        r1_weight: gamma of the R1 penalty, gamma / 2 * E_data ||grad D||^2 (0 = none); any loss.
     """
 
     name: str
@@ -125,10 +144,17 @@ class GANLoss:
     sigmoid: bool = False
     gp_weight: float = 0.0
     clip_value: float | None = None
+    r1_weight: float = 0.0
+
+    @property
+    def penalty(self) -> str | None:
+        """The gradient penalty D's loss carries ("gp", "r1") or None: they need D's double backward."""
+        return "gp" if self.gp_weight else "r1" if self.r1_weight else None
 
 
-def make_loss(name: str, gp_weight: float = 10.0, clip_value: float = 0.01) -> GANLoss:
-    """Build a loss by name; ``gp_weight`` applies to wgan_gp only, ``clip_value`` to wgan only."""
+def make_loss(name: str, gp_weight: float = 10.0, clip_value: float = 0.01, r1_weight: float = 0.0) -> GANLoss:
+    """Build a loss by name; ``gp_weight`` applies to wgan_gp only, ``clip_value`` to wgan only, ``r1_weight``
+    (the R1 penalty's gamma) to any loss but wgan_gp, which has its own penalty."""
     table = {
         "minimax": GANLoss("minimax", bce_d_loss, minimax_g_loss, sigmoid=True),
         "nonsaturating": GANLoss("nonsaturating", bce_d_loss, nonsaturating_g_loss, sigmoid=True),
@@ -139,4 +165,8 @@ def make_loss(name: str, gp_weight: float = 10.0, clip_value: float = 0.01) -> G
     }
     if name not in table:
         raise ValueError(f"unknown loss '{name}': choose one of {sorted(table)}")
-    return table[name]
+    if r1_weight < 0 or not math.isfinite(r1_weight):
+        raise ConfigError(f"loss.r1_weight={r1_weight}: the R1 penalty's gamma must be >= 0 (0 = off)")
+    if r1_weight and table[name].gp_weight:
+        raise ConfigError(f"loss={name} already penalizes D's gradient (gp_weight); set loss.r1_weight=0 or use another loss")
+    return dataclasses.replace(table[name], r1_weight=float(r1_weight)) if r1_weight else table[name]

@@ -20,7 +20,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer, do_nothing_clos
 from torch import Tensor, nn
 
 from ganforge.config import ConfigError
-from ganforge.losses import GANLoss, gradient_penalty, jsd_from_d_loss
+from ganforge.losses import GANLoss, gradient_penalty, jsd_from_d_loss, r1_penalty
 from ganforge.models.common import sample_latent
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
@@ -34,13 +34,14 @@ class NonFiniteLossError(RuntimeError):
 def incompatibility(loss: GANLoss, discriminator: nn.Module, compile: bool = False) -> str | None:
     """Why this loss, discriminator and ``compile`` cannot train together, in one line naming the fix; None if
     they can. The module refuses these at construction (a ConfigError, which the CLI prints as one line)."""
-    if loss.gp_weight and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+    what = "loss.r1_weight" if loss.penalty == "r1" else f"loss={loss.name}"
+    if loss.penalty and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
         return (
-            f"loss={loss.name} penalizes per-sample gradients, which BatchNorm in the discriminator mixes across the batch: "
+            f"{what} penalizes per-sample gradients, which BatchNorm in the discriminator mixes across the batch: "
             "set model.discriminator.norm=layer (or none)"
         )
-    if compile and loss.gp_weight:
-        return f"compile=true with loss={loss.name}: torch.compile has no double backward for the gradient penalty; set compile=false"
+    if compile and loss.penalty:
+        return f"compile=true with {what}: torch.compile has no double backward for the gradient penalty; set compile=false"
     return None
 
 
@@ -324,19 +325,25 @@ class GANModule(L.LightningModule):
         with torch.no_grad():  # the D update must not build (or leak into) G's graph
             fake = self._blur(self.generator(self.noise(real.shape[0])))
             real = self._blur(real)
+        penalty = self.loss.penalty
+        if penalty and self._sharded:  # the penalty's inner backward must not free the gathered weights the outer one needs
+            self.discriminator.set_reshard_after_backward(False)
+        if penalty == "r1":
+            real = real.detach().requires_grad_(True)
         r, f = self.discriminator(real), self._synced(self.discriminator)(fake)
         d_loss = d_main = self.loss.d_loss(r, f)
         gp = None
-        if self.loss.gp_weight:
+        if penalty == "gp":
             n = real.shape[0]
             alpha = self._rank_share(torch.rand(n * self._world, device=self.device, generator=self._noise))
-            if self._sharded:  # the penalty's inner backward must not free the gathered weights the outer one needs
-                self.discriminator.set_reshard_after_backward(False)
             gp = gradient_penalty(self.discriminator, real, fake, alpha=alpha)
             d_loss = d_loss + self.loss.gp_weight * gp
+        elif penalty == "r1":
+            gp = r1_penalty(real, r)
+            d_loss = d_loss + 0.5 * self.loss.r1_weight * gp
         opt.zero_grad(set_to_none=True)
         self._backward(d_loss)
-        if self.loss.gp_weight and self._sharded:
+        if penalty and self._sharded:
             from torch.distributed.fsdp import FSDPModule
 
             self.discriminator.set_reshard_after_backward(True)
@@ -417,8 +424,8 @@ class GANModule(L.LightningModule):
             self._raise_non_finite(first, self.global_step)
         nd, ng = iters * self.d_steps, iters * self.g_steps
         metrics = {"train/d_loss": d_loss / nd, "train/g_loss": g_loss / ng, "train/d_real": d_real / nd, "train/d_fake": d_fake / nd}
-        if self.loss.gp_weight:
-            metrics["train/gp"] = gp / nd
+        if self.loss.penalty:  # train/gp or train/r1: the penalty's mean before its weight
+            metrics[f"train/{self.loss.penalty}"] = gp / nd
         if self.loss.sigmoid:
             metrics["train/jsd_batch"] = float(jsd_from_d_loss(torch.tensor(d_loss / nd)))
         # "step" sets the logged x-value: iterations done (Lightning's default lags one behind here)
