@@ -62,16 +62,16 @@ def test_the_recipe_sets_packing_length_and_learning_rate_floor_per_dataset(tmp_
     def recipe(*overrides):
         cfg = compose("train", ["experiment=modes_best", *overrides, f"paths.output_dir={tmp_path}"])
         sch = (cfg.optim.g_scheduler, cfg.optim.d_scheduler)
-        return cfg.pack, cfg.dataset.batch_size, cfg.max_iters, cfg.trainer.max_steps, *(s.total_iters for s in sch), *(s.end_factor for s in sch), cfg.model.generator.latent_dim, cfg.jacobian_truncation, cfg.instance_noise, cfg.instance_noise_iters
+        return cfg.pack, cfg.dataset.batch_size, cfg.max_iters, cfg.trainer.max_steps, *(s.total_iters for s in sch), *(s.end_factor for s in sch), cfg.model.generator.latent_dim, cfg.jacobian_truncation, cfg.instance_noise, cfg.instance_noise_iters, cfg.ema_decay
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         got = {ds: recipe(f"dataset={ds}") for ds in ("ring8", "grid25", "gaussian1d")}
         got["override"] = recipe("dataset=grid25", "pack=2", "max_iters=2000", "optim.lr_end_factor=0.05", "model.generator.latent_dim=3")
     assert got == {
-        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2, 0.02, 0.0, 50000),
-        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.05, 0.5, 50000),
-        "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0, 0.0, 50000),
-        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.05, 0.5, 50000),
+        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2, 0.02, 0.0, 50000, 0.999),
+        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.05, 0.5, 50000, 0.0),
+        "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0, 0.0, 50000, 0.999),
+        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.05, 0.5, 50000, 0.0),
     }
 
 
