@@ -178,6 +178,9 @@ def test_every_experiment_resolves_whole_on_each_toy_dataset(tmp_path, experimen
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from ganforge.config import register_resolvers
+
+    register_resolvers()  # as train.py does (the test passed only after another test in its process had)
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         for ds in ("ring8", "grid25", "digits"):
             cfg = compose("train", [f"experiment={experiment}", f"dataset={ds}", f"paths.output_dir={tmp_path}"])
