@@ -68,7 +68,7 @@ def test_the_recipe_sets_packing_length_and_learning_rate_floor_per_dataset(tmp_
         got = {ds: recipe(f"dataset={ds}") for ds in ("ring8", "grid25", "gaussian1d")}
         got["override"] = recipe("dataset=grid25", "pack=2", "max_iters=2000", "optim.lr_end_factor=0.05", "model.generator.latent_dim=3")
     assert got == {
-        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2, 0.02, 0.0, 50000, 0.999),
+        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2, 0.05, 0.0, 50000, 0.0),
         "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.05, 0.5, 50000, 0.0),
         "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0, 0.0, 50000, 0.999),
         "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.05, 0.5, 50000, 0.0),
