@@ -1,9 +1,12 @@
 """Validation curves of several runs, grouped: one panel per metric, one colour per group, one line per run.
 
     python benchmarks/val_curves.py --out docs/curves.png "no noise=RUN_DIR,RUN_DIR" "noise=RUN_DIR,..."
+    python benchmarks/val_curves.py --out docs/curves.png --escape 0.10 "A=..." "B=..."   # and when each run left the blur
 
 Reads each run's ``csv/metrics.csv`` (``logger=csv``); writes the figure and, beside it, the same numbers as a
-long-format CSV (group, run, step, metric, value).
+long-format CSV (group, run, step, metric, value). ``--escape T`` also writes ``<out stem>_escape.md``: per run
+the first validation step whose ``val/hq_frac`` is >= T (the step a grid run leaves its blurred phase), or
+"stuck" if none, with the modes and HQ of its last validation; per group the stuck count and the mean escape step.
 """
 
 from __future__ import annotations
@@ -18,11 +21,34 @@ def read_curves(run: Path, metrics: list[str]) -> dict[str, list[tuple[int, floa
     return {m: [(int(float(r["step"])), float(r[m])) for r in rows if r.get(m)] for m in metrics}
 
 
+def escape_table(groups: list[tuple[str, list[Path]]], threshold: float) -> str:
+    """A markdown table: each run's first step with val/hq_frac >= threshold, and its last validation."""
+    lines = [f"| group | run | escape step (HQ >= {threshold:.0%}) | last step | modes | HQ |", "|---|---|---|---|---|---|"]
+    summary = []
+    for label, dirs in groups:
+        escapes, stuck = [], 0
+        for d in dirs:
+            c = read_curves(d, ["val/hq_frac", "val/modes"])
+            hq, modes = c["val/hq_frac"], c["val/modes"]
+            if not hq:
+                lines.append(f"| {label} | {d.name} | no validation yet | | | |")
+                continue
+            esc = next((s for s, v in hq if v >= threshold), None)
+            stuck += esc is None
+            escapes += [esc] if esc is not None else []
+            last = modes[-1][1] if modes else float("nan")
+            lines.append(f"| {label} | {d.name} | {esc if esc is not None else 'stuck'} | {hq[-1][0]} | {last:.0f} | {hq[-1][1]:.1%} |")
+        mean = f"{sum(escapes) / len(escapes):,.0f}" if escapes else "-"
+        summary.append(f"| {label} | {len(dirs)} runs | mean escape of the {len(escapes)} that left: {mean} | stuck: {stuck} | | |")
+    return "\n".join(lines + summary) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("groups", nargs="+", help='"LABEL=RUN_DIR[,RUN_DIR...]"')
     p.add_argument("--metrics", default="val/hq_frac,val/modes", help="comma-separated metric columns")
     p.add_argument("--out", type=Path, required=True, help="the figure (.png); the CSV goes beside it")
+    p.add_argument("--escape", type=float, default=None, metavar="T", help="also tabulate each run's first step with val/hq_frac >= T")
     a = p.parse_args(argv)
     import matplotlib
 
@@ -50,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     with open(a.out.with_suffix(".csv"), "w", newline="") as f:
         csv.writer(f).writerows([("group", "run", "step", "metric", "value"), *rows])
     print(f"written: {a.out}, {a.out.with_suffix('.csv')}")
+    if a.escape is not None:
+        groups = [(g.partition("=")[0], [Path(x) for x in g.partition("=")[2].split(",")]) for g in a.groups]
+        table = escape_table(groups, a.escape)
+        (a.out.parent / f"{a.out.stem}_escape.md").write_text(table)
+        print(table, end="")
     return 0
 
 

@@ -184,7 +184,7 @@ def test_val_curves_groups_runs_into_one_figure_and_a_long_csv(tmp_path):
         (tmp_path / f"r{i}" / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
         runs.append(str(tmp_path / f"r{i}"))
     out = tmp_path / "fig" / "curves.png"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_curves.py"), "--out", str(out), f"a={runs[0]}", f"b={runs[1]}"],
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_curves.py"), "--out", str(out), "--escape", "0.6", f"a={runs[0]}", f"b={runs[1]}"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
@@ -193,3 +193,7 @@ def test_val_curves_groups_runs_into_one_figure_and_a_long_csv(tmp_path):
         ("b", "r1", "5000", "val/hq_frac", "0.03"), ("b", "r1", "10000", "val/hq_frac", "0.9"),
     ]  # fmt: skip
     assert len(rows) == 8 and out.stat().st_size > 10000
+    # --escape 0.6: run r0 never reaches 60% HQ (stuck), r1 does at its second validation
+    escape = (out.parent / "curves_escape.md").read_text()
+    assert "| a | r0 | stuck | 10000 | 25 | 50.0% |" in escape and "| b | r1 | 10000 | 10000 | 25 | 90.0% |" in escape
+    assert "| a | 1 runs | mean escape of the 0 that left: - | stuck: 1 |" in escape and "mean escape of the 1 that left: 10,000 | stuck: 0 |" in escape

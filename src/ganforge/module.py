@@ -133,7 +133,7 @@ class GANModule(L.LightningModule):
         self._noise_state_to_load: Tensor | None = None
         self._lean = False
         self._val_noise: torch.Generator | None = None
-        # device-side sums since the last log: d_loss, d_real, d_fake, gp, g_loss; _acc holds 0-dim views of its entries
+        # device-side sums since the last log: d_loss, d_real, d_fake, penalty, g_loss; _acc holds 0-dim views of its entries
         self._sums: Tensor | None = None
         self._acc: tuple[Tensor, ...] = ()
         self._last_logged_step = 0
@@ -332,15 +332,15 @@ class GANModule(L.LightningModule):
             real = real.detach().requires_grad_(True)
         r, f = self.discriminator(real), self._synced(self.discriminator)(fake)
         d_loss = d_main = self.loss.d_loss(r, f)
-        gp = None
+        pen = None  # the penalty before its weight: the gradient penalty or R1, whichever the loss takes
         if penalty == "gp":
             n = real.shape[0]
             alpha = self._rank_share(torch.rand(n * self._world, device=self.device, generator=self._noise))
-            gp = gradient_penalty(self.discriminator, real, fake, alpha=alpha)
-            d_loss = d_loss + self.loss.gp_weight * gp
+            pen = gradient_penalty(self.discriminator, real, fake, alpha=alpha)
+            d_loss = d_loss + self.loss.gp_weight * pen
         elif penalty == "r1":
-            gp = r1_penalty(real, r)
-            d_loss = d_loss + 0.5 * self.loss.r1_weight * gp
+            pen = r1_penalty(real, r)
+            d_loss = d_loss + 0.5 * self.loss.r1_weight * pen
         opt.zero_grad(set_to_none=True)
         self._backward(d_loss)
         if penalty and self._sharded:
@@ -357,7 +357,7 @@ class GANModule(L.LightningModule):
                     p.clamp_(-self.loss.clip_value, self.loss.clip_value)
         with torch.no_grad():  # the sums for the log: a few small ops on the device, no host sync
             d_real, d_fake = (r.sigmoid().mean(), f.sigmoid().mean()) if self.loss.sigmoid else (r.mean(), f.mean())
-            values = (d_main, d_real, d_fake) if gp is None else (d_main, d_real, d_fake, gp)
+            values = (d_main, d_real, d_fake) if pen is None else (d_main, d_real, d_fake, pen)
             torch._foreach_add_(self._acc[: len(values)], values)
 
     def _generator_step(self, opt: LightningOptimizer, m: int, counted: bool) -> None:
@@ -417,7 +417,7 @@ class GANModule(L.LightningModule):
         if self._world > 1:  # ranks log the mean over all of them: one all-reduce per log interval
             torch.distributed.all_reduce(self._sums)
             self._sums /= self._world
-        d_loss, d_real, d_fake, gp, g_loss = self._sums.tolist()  # the one host sync per log interval
+        d_loss, d_real, d_fake, pen, g_loss = self._sums.tolist()  # the one host sync per log interval
         self._sums.zero_()
         first, self._last_logged_step = self._last_logged_step + 1, self.global_step
         if not all(map(_finite, (d_loss, g_loss))):
@@ -425,7 +425,7 @@ class GANModule(L.LightningModule):
         nd, ng = iters * self.d_steps, iters * self.g_steps
         metrics = {"train/d_loss": d_loss / nd, "train/g_loss": g_loss / ng, "train/d_real": d_real / nd, "train/d_fake": d_fake / nd}
         if self.loss.penalty:  # train/gp or train/r1: the penalty's mean before its weight
-            metrics[f"train/{self.loss.penalty}"] = gp / nd
+            metrics[f"train/{self.loss.penalty}"] = pen / nd
         if self.loss.sigmoid:
             metrics["train/jsd_batch"] = float(jsd_from_d_loss(torch.tensor(d_loss / nd)))
         # "step" sets the logged x-value: iterations done (Lightning's default lags one behind here)
