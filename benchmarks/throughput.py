@@ -82,7 +82,7 @@ class _Timer(L.Callback):
             torch.cuda.synchronize()
 
 
-def run_ganforge(g, d, make_dm, iters: int, warmup: int, device: str, iters_per_batch: int = 1) -> float:
+def run_ganforge(g, d, make_dm, iters: int, warmup: int, device: str, iters_per_batch: int = 1, loss=None) -> float:
     from ganforge.callbacks import GANProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
@@ -91,7 +91,8 @@ def run_ganforge(g, d, make_dm, iters: int, warmup: int, device: str, iters_per_
         raise SystemExit(f"--iters ({iters}) and --warmup ({warmup}) must be multiples of iters_per_batch={k}")
     dm = make_dm(k)  # k iterations' minibatches in one loader batch
     log_every = 50
-    module = GANModule(copy.deepcopy(g), copy.deepcopy(d), make_loss("nonsaturating"), adam, adam, log_every=log_every, iters_per_batch=k)
+    loss = make_loss("nonsaturating") if loss is None else loss
+    module = GANModule(copy.deepcopy(g), copy.deepcopy(d), loss, adam, adam, log_every=log_every, iters_per_batch=k)
     timer = _Timer(warmup)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(

@@ -55,11 +55,12 @@ def free_port() -> int:
         (["loss=wgan_gp"], "ddp_spawn"),
         # FSDP2: sharded G, D and EMA copy; the penalty's double backward and the global gradient-norm clip
         (["loss=wgan_gp", "ema_decay=0.9", "grad_clip=1.0"], "fsdp"),
-        # R1: the penalty's gradient taken through the forward pass of the loss, under both wrappings
+        # R1: the penalty's gradient taken through the forward pass of the loss, under both wrappings; lazily under
+        # FSDP (every 2nd D update: the weights reshard after the updates without it and stay for those with it)
         (["loss=nonsaturating", "loss.r1_weight=1.0"], "ddp"),
-        (["loss=nonsaturating", "loss.r1_weight=1.0"], "fsdp"),
+        (["loss=nonsaturating", "loss.r1_weight=1.0", "loss.r1_every=2"], "fsdp"),
     ],
-    ids=["nonsaturating-k2-ddp", "wgan_gp-ddp_spawn", "wgan_gp-ema-clip-fsdp", "r1-ddp", "r1-fsdp"],
+    ids=["nonsaturating-k2-ddp", "wgan_gp-ddp_spawn", "wgan_gp-ema-clip-fsdp", "r1-ddp", "lazy-r1-fsdp"],
 )
 def test_two_ranks_with_batch_b_equal_one_process_with_batch_2b(run_train, tmp_path, extra, strategy):
     """Data, noise and gradient-penalty draws are sharded from global streams and gradients are averaged,

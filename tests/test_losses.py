@@ -126,3 +126,7 @@ def test_r1_weight_is_checked_and_combines_with_any_loss_but_the_one_with_its_ow
         make_loss("nonsaturating", r1_weight=-1.0)
     with pytest.raises(ConfigError, match="loss=wgan_gp already penalizes D's gradient"):
         make_loss("wgan_gp", r1_weight=1.0)
+    assert make_loss("nonsaturating", r1_weight=1.0, r1_every=16).r1_every == 16
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ConfigError, match=rf"loss.r1_every={bad}: .*an integer k >= 1"):
+            make_loss("nonsaturating", r1_weight=1.0, r1_every=bad)

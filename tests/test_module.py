@@ -54,7 +54,7 @@ def test_each_discriminator_step_gets_its_own_real_minibatch():
     m = make_module(d_steps=2)
     seen = []
     orig = m._discriminator_step
-    m._discriminator_step = lambda opt, real: (seen.append(real.clone()), orig(opt, real))[1]
+    m._discriminator_step = lambda opt, real, u: (seen.append(real.clone()), orig(opt, real, u))[1]
     fit(m, 1, d_steps=2, batch_size=16)
     assert len(seen) == 2 and all(s.shape == (16, 2) for s in seen) and not torch.equal(seen[0], seen[1])
 
@@ -137,16 +137,21 @@ def test_training_logs_the_theory_quantities():
     assert cm["train/jsd_batch"].item() == pytest.approx(0.5 * (math.log(4) - cm["train/d_loss"].item()), rel=1e-5)
 
 
-@pytest.mark.parametrize("loss_name,r1", [("nonsaturating", 0.0), ("wgan_gp", 0.0), ("nonsaturating", 2.0)], ids=["ns", "wgan_gp", "ns-r1"])
-def test_logged_training_metrics_are_the_means_over_the_log_interval(monkeypatch, loss_name, r1):
+@pytest.mark.parametrize(
+    "loss_name,r1,every",
+    [("nonsaturating", 0.0, 1), ("wgan_gp", 0.0, 1), ("nonsaturating", 2.0, 1), ("nonsaturating", 2.0, 3), ("nonsaturating", 2.0, 5)],
+    ids=["ns", "wgan_gp", "ns-r1", "ns-r1-every3", "ns-r1-every5"],
+)
+def test_logged_training_metrics_are_the_means_over_the_log_interval(monkeypatch, loss_name, r1, every):
     """Each train/* value is the mean over the log interval of what the loss functions returned; the penalty
-    (train/gp or train/r1) before its weight, and d_loss without it."""
+    (train/gp or train/r1) before its weight, and d_loss without it. Lazy R1 (r1_every=k) is taken on D updates
+    0, k, 2k, ... only, and train/r1 is the mean over those."""
     import dataclasses
 
     import ganforge.module as gm
 
     rec = {k: [] for k in ("d_loss", "d_real", "d_fake", "pen", "g_loss")}
-    base = make_loss(loss_name, r1_weight=r1)
+    base = make_loss(loss_name, r1_weight=r1, r1_every=every)
     gp_fn, r1_fn = gm.gradient_penalty, gm.r1_penalty
     prob = torch.sigmoid if base.sigmoid else (lambda x: x)
 
@@ -173,11 +178,13 @@ def test_logged_training_metrics_are_the_means_over_the_log_interval(monkeypatch
     trainer = fit(make_module(dataclasses.replace(base, d_loss=d_loss, g_loss=g_loss), log_every=3, d_steps=2), 6, d_steps=2)
     cm = trainer.callback_metrics  # the last log: iterations 4..6 = D steps 6..11, G steps 3..5
     pen = {"wgan_gp": "train/gp"}.get(loss_name, "train/r1" if r1 else None)
-    for k, key, first in (("d_loss", "train/d_loss", 6), ("d_real", "train/d_real", 6), ("d_fake", "train/d_fake", 6), ("pen", pen, 6), ("g_loss", "train/g_loss", 3)):
+    taken = [u for u in range(12) if u % every == 0] if pen else []  # the D updates that took the penalty
+    first_pen = sum(u < 6 for u in taken)
+    for k, key, first in (("d_loss", "train/d_loss", 6), ("d_real", "train/d_real", 6), ("d_fake", "train/d_fake", 6), ("pen", pen, first_pen), ("g_loss", "train/g_loss", 3)):
         if rec[k] or key in cm:
             assert cm[key].item() == pytest.approx(sum(rec[k][first:]) / len(rec[k][first:]), rel=1e-5, abs=1e-6), k
     assert {k for k in cm if k in ("train/gp", "train/r1")} == ({pen} - {None}) and len(rec["d_loss"]) == 12 and len(rec["g_loss"]) == 6
-    assert len(rec["pen"]) == (12 if pen else 0)
+    assert len(rec["pen"]) == len(taken)
 
 
 class _BatchCounter(L.Callback):
@@ -230,6 +237,24 @@ def test_r1_flattens_d_at_the_data():
 
     plain, r1 = slopes(0.0), slopes(10.0)
     assert r1 < 0.01 * plain, (plain, r1)
+
+
+def test_lazy_r1_weights_the_updates_that_take_it_r1_every_times():
+    """Lazy R1 (r1_every=4, gamma 1): D update 0 takes the penalty at 4x its weight, so one iteration ends with the
+    networks of eager R1 at gamma 4 (and not gamma 1); updates 1-3 go without it, as in a run with no R1."""
+
+    def after(iters, **loss_kw):
+        m = make_module(make_loss("nonsaturating", **loss_kw))
+        fit(m, iters)
+        return m.discriminator.state_dict()
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    lazy, eager4, eager1 = after(1, r1_weight=1.0, r1_every=4), after(1, r1_weight=4.0), after(1, r1_weight=1.0)
+    assert same(lazy, eager4) and not same(lazy, eager1)
+    # no penalty on updates 1..3: four lazy iterations leave D differing from eager gamma 4, which took it every update
+    assert not same(after(4, r1_weight=1.0, r1_every=4), after(4, r1_weight=4.0))
 
 
 def test_the_module_itself_refuses_a_gradient_penalty_with_batchnorm_or_compile():
@@ -402,7 +427,7 @@ def test_instance_noise_blurs_what_d_sees_with_the_scheduled_std_and_ends_clean(
     assert [m.instance_noise_std(t) for t in (0, 1, 2, 4, 9)] == [0.5, 0.375, 0.25, 0.0, 0.0]
     clean = []
     orig = m._discriminator_step
-    m._discriminator_step = lambda opt, real: (clean.append(real.clone()), orig(opt, real))[1]
+    m._discriminator_step = lambda opt, real, u: (clean.append(real.clone()), orig(opt, real, u))[1]
     fit(m, 6, batch_size=1024)
     # per iteration D's forwards: the real batch, the fake batch (D step), the fake batch again (G step)
     reals = d.seen[0::3]

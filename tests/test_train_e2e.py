@@ -168,6 +168,7 @@ def test_pack_must_divide_batch_and_gradient_penalty_refuses_batchnorm(tmp_path)
     assert "model.discriminator.norm=layer" in build_error(tmp_path, "loss=wgan_gp", "logger=csv")
     assert "instance_noise=-1.0" in build_error(tmp_path, *RING, "instance_noise=-1")
     assert "loss=wgan_gp already penalizes D's gradient" in build_error(tmp_path, *RING, "loss=wgan_gp", "loss.r1_weight=1")
+    assert "loss.r1_every=0: take R1 on every k-th D update, an integer k >= 1" in build_error(tmp_path, *RING, "loss.r1_weight=1", "loss.r1_every=0")
     assert "loss.r1_weight penalizes per-sample gradients" in build_error(tmp_path, "loss.r1_weight=10", "logger=csv")  # digits' DCGAN D has BatchNorm
 
 
@@ -236,6 +237,13 @@ def test_unsupported_strategies_are_one_line_errors(tmp_path):
 def test_throughput_benchmark_runs_and_reports_a_ratio():
     out = run_benchmark("throughput.py", "--workload", "ring8", "--iters", "20", "--rounds", "1", "--warmup", "10")
     assert "ratio" in out and "ganforge" in out and "ganforge_ipb10" in out
+
+
+def test_r1_cost_benchmark_times_every_variant_against_no_penalty():
+    stdout = run_benchmark("r1_cost.py", "--every", "4", "--iters", "20", "--rounds", "1", "--warmup", "10")
+    out = json.loads(stdout[stdout.rfind("\n{") + 1 :])  # the report, after the training runs' progress bars
+    assert set(out["iters_per_s"]) == {"none", "r1", "r1_every4"} and out["relative_to_none"]["none"] == 1.0
+    assert all(v > 0 for v in out["iters_per_s"].values())
 
 
 def test_evaluate_cli_prints_a_table_and_writes_json_next_to_the_checkpoint(run_train, tmp_path):

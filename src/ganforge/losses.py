@@ -22,6 +22,8 @@ batch JSD estimate (V~ + log 4) / 2 (Goodfellow et al. 2014, Theorem 1).
 
 Any loss but ``wgan_gp`` can add the R1 penalty, ``r1_weight / 2 * E ||grad_x D(x)||^2`` on real data
 (Mescheder et al. 2018), to D's loss; the logged d_loss and JSD estimate leave the penalty out (``train/r1``).
+With ``r1_every=k`` it is taken lazily (Karras et al. 2020, StyleGAN2): on every k-th D update only, weighted k
+times, so its mean strength is unchanged and its double backward costs 1/k as much.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class GANLoss:
         gp_weight: lambda of the gradient penalty (0 = none).
         clip_value: WGAN weight clipping bound c (None = no clipping).
         r1_weight: gamma of the R1 penalty, gamma / 2 * E_data ||grad D||^2 (0 = none); any loss.
+        r1_every: k, take R1 on D updates 0, k, 2k, ... only, with weight k * gamma / 2 (1 = every update).
     """
 
     name: str
@@ -145,6 +148,7 @@ class GANLoss:
     gp_weight: float = 0.0
     clip_value: float | None = None
     r1_weight: float = 0.0
+    r1_every: int = 1
 
     @property
     def penalty(self) -> str | None:
@@ -152,9 +156,9 @@ class GANLoss:
         return "gp" if self.gp_weight else "r1" if self.r1_weight else None
 
 
-def make_loss(name: str, gp_weight: float = 10.0, clip_value: float = 0.01, r1_weight: float = 0.0) -> GANLoss:
+def make_loss(name: str, gp_weight: float = 10.0, clip_value: float = 0.01, r1_weight: float = 0.0, r1_every: int = 1) -> GANLoss:
     """Build a loss by name; ``gp_weight`` applies to wgan_gp only, ``clip_value`` to wgan only, ``r1_weight``
-    (the R1 penalty's gamma) to any loss but wgan_gp, which has its own penalty."""
+    (the R1 penalty's gamma) to any loss but wgan_gp, which has its own penalty; ``r1_every`` to R1."""
     table = {
         "minimax": GANLoss("minimax", bce_d_loss, minimax_g_loss, sigmoid=True),
         "nonsaturating": GANLoss("nonsaturating", bce_d_loss, nonsaturating_g_loss, sigmoid=True),
@@ -169,4 +173,6 @@ def make_loss(name: str, gp_weight: float = 10.0, clip_value: float = 0.01, r1_w
         raise ConfigError(f"loss.r1_weight={r1_weight}: the R1 penalty's gamma must be >= 0 (0 = off)")
     if r1_weight and table[name].gp_weight:
         raise ConfigError(f"loss={name} already penalizes D's gradient (gp_weight); set loss.r1_weight=0 or use another loss")
-    return dataclasses.replace(table[name], r1_weight=float(r1_weight)) if r1_weight else table[name]
+    if isinstance(r1_every, bool) or not isinstance(r1_every, int) or r1_every < 1:
+        raise ConfigError(f"loss.r1_every={r1_every}: take R1 on every k-th D update, an integer k >= 1 (1 = every update)")
+    return dataclasses.replace(table[name], r1_weight=float(r1_weight), r1_every=r1_every) if r1_weight else table[name]

@@ -309,8 +309,8 @@ class GANModule(L.LightningModule):
             self._iteration(opt_g, opt_d, schedulers, reals[i : i + self.d_steps])
 
     def _iteration(self, opt_g: LightningOptimizer, opt_d: LightningOptimizer, schedulers: list, reals: tuple[Tensor, ...]) -> None:
-        for real in reals:
-            self._discriminator_step(opt_d, real)
+        for j, real in enumerate(reals):  # D update number global_step * d_steps + j: the same after a resume
+            self._discriminator_step(opt_d, real, self.global_step * self.d_steps + j)
         m = reals[0].shape[0]
         for i in range(self.g_steps):
             self._generator_step(opt_g, m, counted=i == self.g_steps - 1)
@@ -321,11 +321,13 @@ class GANModule(L.LightningModule):
         if self.global_step % self.log_every == 0:
             self._log_train_metrics()
 
-    def _discriminator_step(self, opt: LightningOptimizer, real: Tensor) -> None:
+    def _discriminator_step(self, opt: LightningOptimizer, real: Tensor, update: int) -> None:
         with torch.no_grad():  # the D update must not build (or leak into) G's graph
             fake = self._blur(self.generator(self.noise(real.shape[0])))
             real = self._blur(real)
         penalty = self.loss.penalty
+        if penalty == "r1" and update % self.loss.r1_every:  # lazy R1: this update goes without it
+            penalty = None
         if penalty and self._sharded:  # the penalty's inner backward must not free the gathered weights the outer one needs
             self.discriminator.set_reshard_after_backward(False)
         if penalty == "r1":
@@ -340,7 +342,7 @@ class GANModule(L.LightningModule):
             d_loss = d_loss + self.loss.gp_weight * pen
         elif penalty == "r1":
             pen = r1_penalty(real, r)
-            d_loss = d_loss + 0.5 * self.loss.r1_weight * pen
+            d_loss = d_loss + 0.5 * self.loss.r1_weight * self.loss.r1_every * pen
         opt.zero_grad(set_to_none=True)
         self._backward(d_loss)
         if penalty and self._sharded:
@@ -424,8 +426,9 @@ class GANModule(L.LightningModule):
             self._raise_non_finite(first, self.global_step)
         nd, ng = iters * self.d_steps, iters * self.g_steps
         metrics = {"train/d_loss": d_loss / nd, "train/g_loss": g_loss / ng, "train/d_real": d_real / nd, "train/d_fake": d_fake / nd}
-        if self.loss.penalty:  # train/gp or train/r1: the penalty's mean before its weight
-            metrics[f"train/{self.loss.penalty}"] = pen / nd
+        if self.loss.penalty:  # train/gp or train/r1: the penalty's mean before its weight, over the updates that took it
+            k, lo, hi = (self.loss.r1_every if self.loss.penalty == "r1" else 1), (first - 1) * self.d_steps, self.global_step * self.d_steps - 1
+            metrics[f"train/{self.loss.penalty}"] = pen / (hi // k - (lo - 1) // k)  # D updates lo..hi, multiples of k
         if self.loss.sigmoid:
             metrics["train/jsd_batch"] = float(jsd_from_d_loss(torch.tensor(d_loss / nd)))
         # "step" sets the logged x-value: iterations done (Lightning's default lags one behind here)
