@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     metrics = a.metrics.split(",")
+    groups = [(label, [Path(x) for x in dirs.split(",")]) for label, _, dirs in (g.partition("=") for g in a.groups)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
     rows = []
-    for i, group in enumerate(a.groups):
-        label, _, dirs = group.partition("=")
-        for j, d in enumerate(Path(x) for x in dirs.split(",")):
+    for i, (label, dirs) in enumerate(groups):
+        for j, d in enumerate(dirs):
             curves = read_curves(d, metrics)
             for ax, m in zip(axes[0], metrics):
                 xs, ys = zip(*curves[m]) if curves[m] else ((), ())
@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         csv.writer(f).writerows([("group", "run", "step", "metric", "value"), *rows])
     print(f"written: {a.out}, {a.out.with_suffix('.csv')}")
     if a.escape is not None:
-        groups = [(g.partition("=")[0], [Path(x) for x in g.partition("=")[2].split(",")]) for g in a.groups]
         table = escape_table(groups, a.escape)
         (a.out.parent / f"{a.out.stem}_escape.md").write_text(table)
         print(table, end="")
