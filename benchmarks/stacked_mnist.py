@@ -9,6 +9,10 @@ generated stacks, 26,000 as in the paper's code, each channel read by ganforge's
 - ``table.md``: the last evaluation of each run and the mean per method, beside the published rows;
 - ``runs.csv`` (one row per run) and ``curves.csv`` (every evaluation), ``curves.png``, ``samples.png``.
 
+Running the same command again continues every run from its ``checkpoints/last.ckpt`` (``ckpt_path=last``; a
+run with none starts fresh), so a budget of short calls adds up to the full 100k iterations; each run's curve
+joins its segments (``metrics.part*.csv`` and ``metrics.csv``).
+
     python benchmarks/stacked_mnist.py --out results/stacked_mnist                    # the paper's 100k iterations
     python benchmarks/stacked_mnist.py --packs 1,2 --seeds 0,1 --wall 420 dataset.root=data dataset.split=test
 """
@@ -27,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from ganforge.report import read_metrics
 from ganforge.toy_benchmark import mean_se
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,16 +42,23 @@ def label(pack: int) -> str:
     return "DCGAN" if pack == 1 else f"PacDCGAN{pack}"
 
 
+def run_command(pack: int, seed: int, run: Path, overrides: list[str]) -> list[str]:
+    """``train.py`` for one (pack, seed); ``ckpt_path=last`` unless the overrides name a checkpoint, so running
+    the benchmark again continues each run where its last call stopped it."""
+    resume = [] if any(o.startswith("ckpt_path=") for o in overrides) else ["ckpt_path=last"]
+    return [sys.executable, str(ROOT / "train.py"), "experiment=dcgan_stacked_mnist", f"pack={pack}", f"seed={seed}",
+            "logger=csv", f"hydra.run.dir={run}", *resume, *overrides]  # fmt: skip
+
+
 def launch(packs: list[int], seeds: list[int], out: Path, overrides: list[str]) -> dict[tuple[int, int], subprocess.Popen]:
     procs = {}
     for pack in packs:
         for seed in seeds:
             run = out / f"pack{pack}-seed{seed}"
             run.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, str(ROOT / "train.py"), "experiment=dcgan_stacked_mnist", f"pack={pack}", f"seed={seed}",
-                   "logger=csv", f"hydra.run.dir={run}", *overrides]  # fmt: skip
+            cmd = run_command(pack, seed, run, overrides)
             print(f"[{label(pack)} seed {seed}] {shlex.join(cmd)}", flush=True)
-            procs[pack, seed] = subprocess.Popen(cmd, stdout=open(run / "stdout.log", "w"), stderr=subprocess.STDOUT)
+            procs[pack, seed] = subprocess.Popen(cmd, stdout=open(run / "stdout.log", "a"), stderr=subprocess.STDOUT)
     return procs
 
 
@@ -69,12 +81,10 @@ def wait(procs: dict[tuple[int, int], subprocess.Popen], wall: float | None) -> 
 
 
 def curve(run: Path) -> list[tuple[int, float, float]]:
-    """(iteration, modes, KL) of every validation in the run's CSV log."""
-    f = run / "csv" / "metrics.csv"
-    if not f.is_file():
-        return []
-    rows = [r for r in csv.DictReader(open(f)) if r.get("val/modes")]
-    return [(int(float(r["step"])), float(r["val/modes"]), float(r["val/mode_kl"])) for r in rows]
+    """(iteration, modes, KL) of every validation in the run's CSV log, resumed segments joined."""
+    series = read_metrics(run)
+    kl = dict(series.get("val/mode_kl", []))
+    return [(i, m, kl[i]) for i, m in series.get("val/modes", []) if i in kl]
 
 
 def fmt_mean_se(v: list[float]) -> str:

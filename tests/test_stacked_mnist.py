@@ -74,12 +74,15 @@ def test_stacked_mnist_benchmark_runs_dcgan_and_pacdcgan_on_cpu(tmp_path):
     DCGAN and packed DCGAN trained side by side, the mode metrics read back into the table."""
     from conftest import run_benchmark
 
-    out = run_benchmark(
-        "stacked_mnist.py", "--out", str(tmp_path), "--packs", "1,2", "--seeds", "0",
-        f"dataset.root={MNIST_RAW.parents[1]}", "dataset.split=test", "dataset.download=false",
-        "trainer=cpu", "max_iters=3", "val_every=3", "ckpt_every=3", "sample_every=3",
-        "metrics.n_samples=600", "dataset.n_train=640", "dataset.n_val=128",
-    )  # fmt: skip
+    def bench(iters: int) -> str:
+        return run_benchmark(
+            "stacked_mnist.py", "--out", str(tmp_path), "--packs", "1,2", "--seeds", "0",
+            f"dataset.root={MNIST_RAW.parents[1]}", "dataset.split=test", "dataset.download=false",
+            "trainer=cpu", f"max_iters={iters}", "val_every=3", "ckpt_every=3", "sample_every=3",
+            "metrics.n_samples=600", "dataset.n_train=640", "dataset.n_val=128",
+        )  # fmt: skip
+
+    out = bench(3)
     assert "| DCGAN (ganforge) | 1 | 3 |" in out and "| PacDCGAN2 (ganforge) | 1 | 3 |" in out
     for pack in (1, 2):
         run_dir = tmp_path / f"pack{pack}-seed0"
@@ -88,6 +91,14 @@ def test_stacked_mnist_benchmark_runs_dcgan_and_pacdcgan_on_cpu(tmp_path):
         assert (run_dir / "samples" / "latest.png").is_file() and (run_dir / ".hydra" / "overrides.yaml").is_file()
         assert f"pack={pack}" in (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "curves.png").is_file()
+    # the same command again, with a longer budget, continues both runs from their last checkpoints
+    out = bench(6)
+    assert "| DCGAN (ganforge) | 1 | 6 |" in out and "| PacDCGAN2 (ganforge) | 1 | 6 |" in out
+    curves = list(csv.DictReader(open(tmp_path / "curves.csv")))
+    assert sorted((r["pack"], int(r["iteration"])) for r in curves) == [("1", 3), ("1", 6), ("2", 3), ("2", 6)]
+    for pack in (1, 2):
+        assert (tmp_path / f"pack{pack}-seed0" / "csv" / "metrics.part0.csv").is_file()
+        assert "resuming from" in (tmp_path / f"pack{pack}-seed0" / "stdout.log").read_text()
 
 
 def _stacked_mnist_script():
@@ -119,6 +130,24 @@ def test_stacked_mnist_table_is_the_last_evaluation_of_each_run_beside_the_publi
     assert runs[-1][:4] == ["PacDCGAN2", "2", "1", "0"] and runs[-1][4] == "nan"
     assert len(list(csv.reader(open(tmp_path / "curves.csv")))) == 1 + 5 and (tmp_path / "curves.png").is_file()
     assert bench.main(["--summarize-only", "--out", str(tmp_path), "--packs", "1,2", "--seeds", "0,1"]) == 1  # a run with no evaluation
+
+
+def test_stacked_mnist_curve_joins_the_segments_of_a_resumed_run(tmp_path):
+    bench = _stacked_mnist_script()
+    log = tmp_path / "pack1-seed0" / "csv"
+    log.mkdir(parents=True)
+    # the first call evaluated 5k and 10k and was stopped at 12k; the second resumed from 10k's checkpoint
+    (log / "metrics.part0.csv").write_text("step,val/modes,val/mode_kl\n5000,990,0.4\n10000,1000,0.2\n")
+    (log / "metrics.csv").write_text("step,train/d_loss,val/modes,val/mode_kl\n10100,1.0,,\n15000,,1000,0.1\n")
+    assert bench.curve(tmp_path / "pack1-seed0") == [(5000, 990.0, 0.4), (10000, 1000.0, 0.2), (15000, 1000.0, 0.1)]
+
+
+def test_stacked_mnist_runs_continue_from_their_last_checkpoint(tmp_path):
+    bench = _stacked_mnist_script()
+    cmd = bench.run_command(2, 3, tmp_path, ["val_every=5000"])
+    assert cmd[2:] == ["experiment=dcgan_stacked_mnist", "pack=2", "seed=3", "logger=csv", f"hydra.run.dir={tmp_path}",
+                       "ckpt_path=last", "val_every=5000"]  # fmt: skip
+    assert "ckpt_path=last" not in bench.run_command(1, 0, tmp_path, ["ckpt_path=/x/last.ckpt"])
 
 
 def test_stacked_mnist_wall_limit_stops_runs_with_sigterm():
