@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -127,6 +128,10 @@ def test_r1_weight_is_checked_and_combines_with_any_loss_but_the_one_with_its_ow
     with pytest.raises(ConfigError, match="loss=wgan_gp already penalizes D's gradient"):
         make_loss("wgan_gp", r1_weight=1.0)
     assert make_loss("nonsaturating", r1_weight=1.0, r1_every=16).r1_every == 16
+    # how far apart the penalty is taken: lazy R1's k; the WGAN-GP penalty, and R1 when not lazy, every update
+    assert make_loss("nonsaturating", r1_weight=1.0, r1_every=16).penalty_every == 16
+    assert dataclasses.replace(make_loss("wgan_gp"), r1_every=16).penalty_every == 1
+    assert make_loss("hinge", r1_weight=1.0).penalty_every == 1
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ConfigError, match=rf"loss.r1_every={bad}: .*an integer k >= 1"):
             make_loss("nonsaturating", r1_weight=1.0, r1_every=bad)

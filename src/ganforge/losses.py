@@ -155,6 +155,11 @@ class GANLoss:
         """The gradient penalty D's loss carries ("gp", "r1") or None: they need D's double backward."""
         return "gp" if self.gp_weight else "r1" if self.r1_weight else None
 
+    @property
+    def penalty_every(self) -> int:
+        """How many D updates apart the penalty is taken: ``r1_every`` for lazy R1, else 1 (every update)."""
+        return self.r1_every if self.penalty == "r1" else 1
+
 
 def make_loss(name: str, gp_weight: float = 10.0, clip_value: float = 0.01, r1_weight: float = 0.0, r1_every: int = 1) -> GANLoss:
     """Build a loss by name; ``gp_weight`` applies to wgan_gp only, ``clip_value`` to wgan only, ``r1_weight``

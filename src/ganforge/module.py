@@ -326,7 +326,7 @@ class GANModule(L.LightningModule):
             fake = self._blur(self.generator(self.noise(real.shape[0])))
             real = self._blur(real)
         penalty = self.loss.penalty
-        if penalty == "r1" and update % self.loss.r1_every:  # lazy R1: this update goes without it
+        if penalty and update % self.loss.penalty_every:  # lazy R1: this update goes without it
             penalty = None
         if penalty and self._sharded:  # the penalty's inner backward must not free the gathered weights the outer one needs
             self.discriminator.set_reshard_after_backward(False)
@@ -342,7 +342,7 @@ class GANModule(L.LightningModule):
             d_loss = d_loss + self.loss.gp_weight * pen
         elif penalty == "r1":
             pen = r1_penalty(real, r)
-            d_loss = d_loss + 0.5 * self.loss.r1_weight * self.loss.r1_every * pen
+            d_loss = d_loss + 0.5 * self.loss.r1_weight * self.loss.penalty_every * pen
         opt.zero_grad(set_to_none=True)
         self._backward(d_loss)
         if penalty and self._sharded:
@@ -427,7 +427,7 @@ class GANModule(L.LightningModule):
         nd, ng = iters * self.d_steps, iters * self.g_steps
         metrics = {"train/d_loss": d_loss / nd, "train/g_loss": g_loss / ng, "train/d_real": d_real / nd, "train/d_fake": d_fake / nd}
         if self.loss.penalty:  # train/gp or train/r1: the penalty's mean before its weight, over the updates that took it
-            k, lo, hi = (self.loss.r1_every if self.loss.penalty == "r1" else 1), (first - 1) * self.d_steps, self.global_step * self.d_steps - 1
+            k, lo, hi = self.loss.penalty_every, (first - 1) * self.d_steps, self.global_step * self.d_steps - 1
             metrics[f"train/{self.loss.penalty}"] = pen / (hi // k - (lo - 1) // k)  # D updates lo..hi, multiples of k
         if self.loss.sigmoid:
             metrics["train/jsd_batch"] = float(jsd_from_d_loss(torch.tensor(d_loss / nd)))
