@@ -120,7 +120,8 @@ def summarize(out: Path, packs: list[int], seeds: list[int], command: str, elaps
                      f"| {fmt_mean_se([r[3] for r in mine])} | {fmt_mean_se([r[4] for r in mine])} |")  # fmt: skip
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip() or "?"
     text = "\n".join(lines) + (
-        f"\n\nCommand: `{command}`  \nCommit: {commit}; {device()}; {elapsed / 60:.1f} min of wall time, all runs at once. "
+        f"\n\nCommand: `{command}`  \nCommit: {commit}; {device()}; {elapsed / 60:.1f} min of wall time in this call, "
+        f"all runs at once (a resumed run also trained in earlier calls). "
         f"Each row is the last evaluation of each run (mean ± standard error over seeds).\n"
     )
     (out / "table.md").write_text(text)
