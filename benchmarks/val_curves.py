@@ -3,7 +3,7 @@
     python benchmarks/val_curves.py --out docs/curves.png "no noise=RUN_DIR,RUN_DIR" "noise=RUN_DIR,..."
     python benchmarks/val_curves.py --out docs/curves.png --escape 0.10 "A=..." "B=..."   # and when each run left the blur
 
-Reads each run's ``csv/metrics.csv`` (``logger=csv``); writes the figure and, beside it, the same numbers as a
+Reads each run's ``csv/metrics.csv`` (``logger=csv``; with a resumed run's ``metrics.part*.csv``); writes the figure and, beside it, the same numbers as a
 long-format CSV (group, run, step, metric, value). ``--escape T`` also writes ``<out stem>_escape.md``: per run
 the first validation step whose ``val/hq_frac`` is >= T (the step a grid run leaves its blurred phase), or
 "stuck" if none, with the modes and HQ of its last validation; per group the stuck count and the mean escape step.
@@ -15,10 +15,15 @@ import argparse
 import csv
 from pathlib import Path
 
+from ganforge.report import read_metrics
+
 
 def read_curves(run: Path, metrics: list[str]) -> dict[str, list[tuple[int, float]]]:
-    rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
-    return {m: [(int(float(r["step"])), float(r[m])) for r in rows if r.get(m)] for m in metrics}
+    """Each metric's (step, value) pairs, a resumed run's segments joined (``ganforge.report.read_metrics``)."""
+    if not (run / "csv" / "metrics.csv").is_file():
+        raise FileNotFoundError(f"{run / 'csv' / 'metrics.csv'}: not a run dir trained with logger=csv")
+    series = read_metrics(run)
+    return {m: series.get(m, []) for m in metrics}
 
 
 def escape_table(groups: list[tuple[str, list[Path]]], threshold: float) -> str:

@@ -183,6 +183,9 @@ def test_val_curves_groups_runs_into_one_figure_and_a_long_csv(tmp_path):
         rows = ["step,train/d_loss,val/hq_frac,val/modes", "100,0.7,,", f"5000,,{hq[0]},18", f"10000,,{hq[1]},25"]
         (tmp_path / f"r{i}" / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
         runs.append(str(tmp_path / f"r{i}"))
+    # r1 was resumed: its first validation is in the segment ganforge kept (metrics.part0.csv)
+    (tmp_path / "r1" / "csv" / "metrics.part0.csv").write_text("\n".join(rows[:3]) + "\n")
+    (tmp_path / "r1" / "csv" / "metrics.csv").write_text("\n".join(rows[:1] + rows[3:]) + "\n")
     out = tmp_path / "fig" / "curves.png"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_curves.py"), "--out", str(out), "--escape", "0.6", f"a={runs[0]}", f"b={runs[1]}"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
