@@ -65,26 +65,41 @@ N_MODES = {"ring8": 8, "grid25": 25}
 
 
 # ------------------------------------------------------------------ training
-def sweep_command(method: str, datasets: list[str], seeds: range, out: Path, jobs: int, extra: list[str]) -> list[str]:
-    m = METHODS[method]
-    cmd = [sys.executable, "-m", "ganforge.cli.train", "-m", *m.overrides, f"dataset={','.join(datasets)}",
-           f"seed={','.join(map(str, seeds))}", f"hydra.sweep.dir={out / method}", "hydra.sweep.subdir=${dataset.name}-seed${seed}",
-           "logger=csv", *extra]  # fmt: skip
+def multirun_command(overrides: list[str], seeds: list[int] | range, sweep_dir: Path, subdir: str, jobs: int, extra: list[str]) -> list[str]:
+    """One Hydra multirun of ``train.py`` over ``seeds``, each run in ``sweep_dir/<subdir>``, ``jobs`` at a time."""
+    cmd = [sys.executable, "-m", "ganforge.cli.train", "-m", *overrides, f"seed={','.join(map(str, seeds))}",
+           f"hydra.sweep.dir={sweep_dir}", f"hydra.sweep.subdir={subdir}", "logger=csv", *extra]  # fmt: skip
     if jobs > 1:
         cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
     return cmd
 
 
-def train(methods: list[str], datasets: list[str], seeds: range, out: Path, jobs: int, extra: list[str]) -> None:
+def multirun_env(jobs: int) -> dict[str, str]:
+    """The environment of a multirun: with ``jobs`` > 1, one intra-op thread share per job, so the processes share
+    the cores instead of fighting over them (an OMP_NUM_THREADS the user set is kept)."""
     env = dict(os.environ)
-    if jobs > 1:  # one intra-op thread per job: `jobs` processes share the cores instead of fighting over them
+    if jobs > 1:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    return env
+
+
+def run_multirun(name: str, cmd: list[str], jobs: int) -> int:
+    """Run one multirun command, printing it and its wall time; its exit status."""
+    print(f"[{name}] {shlex.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=multirun_env(jobs))
+    print(f"[{name}] finished in {time.perf_counter() - t0:.0f} s (exit {proc.returncode})", flush=True)
+    return proc.returncode
+
+
+def sweep_command(method: str, datasets: list[str], seeds: range, out: Path, jobs: int, extra: list[str]) -> list[str]:
+    return multirun_command([*METHODS[method].overrides, f"dataset={','.join(datasets)}"], seeds, out / method,
+                            "${dataset.name}-seed${seed}", jobs, extra)  # fmt: skip
+
+
+def train(methods: list[str], datasets: list[str], seeds: range, out: Path, jobs: int, extra: list[str]) -> None:
     for method in methods:
-        cmd = sweep_command(method, datasets, seeds, out, jobs, extra)
-        print(f"[{method}] {shlex.join(cmd)}", flush=True)
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env)
-        print(f"[{method}] finished in {time.perf_counter() - t0:.0f} s (exit {proc.returncode})", flush=True)
+        run_multirun(method, sweep_command(method, datasets, seeds, out, jobs, extra), jobs)
 
 
 # ------------------------------------------------------------------ evaluation
