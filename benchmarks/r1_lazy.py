@@ -7,7 +7,8 @@ once per seed and arm, one Hydra multirun per arm (``--jobs`` at once):
 - ``lazyK``: ``loss.r1_weight=GAMMA loss.r1_every=K`` (on every K-th D update, weighted K times; StyleGAN2).
 
 Each run is summarized by ``val/jsd_true`` (every ``val_every`` iterations): ``J_all``, its mean over the whole
-run, and ``J_late``, its mean over the last third (a curve that swings is not judged by one validation). Each arm
+run, and ``J_late``, its mean over the last third (a curve that swings is not judged by one validation), and by
+``train/r1`` (E‖∇ₓD‖² on real data, logged on the D updates that take the penalty: lazily, after K−1 without). Each arm
 is compared with ``every`` seed by seed (mean ± standard error of the paired difference), as the rule written
 before the first fresh-seed run reads it (``docs/r1_lazy_gaussian1d_rule.md``). Writes in ``--out``: ``table.md``,
 ``runs.csv`` (one row per run) and ``curves.png`` (each arm's mean curve over seeds, seeds faint).
@@ -63,13 +64,14 @@ def parse_seeds(text: str) -> list[int]:
 
 def summarize_run(run: Path) -> dict | None:
     """J_all and J_late of one run from its ``val/jsd_true`` curve (None when the run logged none)."""
-    curve = read_metrics(run).get(KEY, [])
+    series = read_metrics(run)
+    curve, r1 = series.get(KEY, []), [v for _, v in series.get("train/r1", [])]
     if not curve:
         return None
     last = curve[-1][0]
     late = [v for s, v in curve if s > last * 2 / 3]
     return {"iterations": last, "j_all": sum(v for _, v in curve) / len(curve), "j_late": sum(late) / len(late),
-            "j_final": curve[-1][1], "curve": curve}  # fmt: skip
+            "j_final": curve[-1][1], "r1": sum(r1) / len(r1) if r1 else math.nan, "curve": curve}  # fmt: skip
 
 
 def collect(out: Path, arms: list[str], seeds: list[int]) -> dict[str, dict[int, dict]]:
@@ -96,8 +98,8 @@ def reading(diff: list[float]) -> str:
 
 
 def table(runs: dict[str, dict[int, dict]], arms: list[str]) -> str:
-    rows = ["| arm | seeds | J_all (mean JSD, nats) | J_late (last third) | final | J_all − every (paired) | J_late − every (paired) |",
-            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = ["| arm | seeds | J_all (mean JSD, nats) | J_late (last third) | final | J_all − every (paired) | J_late − every (paired) | E‖∇D‖² at the data when R1 is taken |",
+            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     ref = runs.get("every", {})
     verdicts = []
     for arm in arms:
@@ -108,7 +110,8 @@ def table(runs: dict[str, dict[int, dict]], arms: list[str]) -> str:
         paired = [s for s in rs if s in ref]
         diffs = {k: [rs[s][k] - ref[s][k] for s in paired] for k in ("j_all", "j_late")}
         dcells = ["–" if arm == "every" or not paired else cell(diffs[k], 4) for k in ("j_all", "j_late")]
-        rows.append(f"| {arm} | {len(rs)} | {' | '.join(cells)} | {' | '.join(dcells)} |")
+        r1 = cell([r["r1"] for r in rs.values()], 4)
+        rows.append(f"| {arm} | {len(rs)} | {' | '.join(cells)} | {' | '.join(dcells)} | {r1} |")
         if arm != "every" and paired:
             verdicts.append(f"- {arm} against every, over {len(paired)} seeds: J_all {reading(diffs['j_all'])}; "
                             f"J_late {reading(diffs['j_late'])}.")  # fmt: skip
@@ -143,10 +146,10 @@ def plot(runs: dict[str, dict[int, dict]], arms: list[str], path: Path) -> None:
 def write_outputs(runs: dict[str, dict[int, dict]], arms: list[str], out: Path, command: str) -> str:
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["arm", "seed", "iterations", "j_all", "j_late", "j_final"])
+        w.writerow(["arm", "seed", "iterations", "j_all", "j_late", "j_final", "r1_mean"])
         for arm in arms:
             for seed, r in sorted(runs.get(arm, {}).items()):
-                w.writerow([arm, seed, r["iterations"], r["j_all"], r["j_late"], r["j_final"]])
+                w.writerow([arm, seed, r["iterations"], r["j_all"], r["j_late"], r["j_final"], r["r1"]])
     plot(runs, arms, out / "curves.png")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
     text = (f"{table(runs, arms)}\n\nCommand: `{command}`  \nCommit: {commit}; machine: {platform.machine()}, "

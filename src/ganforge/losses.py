@@ -23,7 +23,9 @@ batch JSD estimate (V~ + log 4) / 2 (Goodfellow et al. 2014, Theorem 1).
 Any loss but ``wgan_gp`` can add the R1 penalty, ``r1_weight / 2 * E ||grad_x D(x)||^2`` on real data
 (Mescheder et al. 2018), to D's loss; the logged d_loss and JSD estimate leave the penalty out (``train/r1``).
 With ``r1_every=k`` it is taken lazily (Karras et al. 2020, StyleGAN2): on every k-th D update only, weighted k
-times, so its mean strength is unchanged and its double backward costs 1/k as much.
+times, so its mean weight is unchanged and its double backward costs 1/k as much. Its effect is not unchanged:
+D's slope at the data regrows between penalties, and on gaussian1d (``benchmarks/r1_lazy.py``, docs/benchmarks.md)
+k = 4 and 16 trained measurably worse than k = 1.
 """
 
 from __future__ import annotations
