@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from ganforge.report import read_metrics
+from ganforge.sweeps import read_status
 from ganforge.toy_benchmark import cell, mean_se, multirun_command, run_multirun
 
 BASE = ["experiment=jsd_gaussian1d", "metrics.names=[jsd_true]", "max_iters=6000"]
@@ -75,11 +76,14 @@ def summarize_run(run: Path) -> dict | None:
 
 
 def collect(out: Path, arms: list[str], seeds: list[int]) -> dict[str, dict[int, dict]]:
+    """The summaries of the runs that completed (``status.json``); a run that failed or was stopped part-way would
+    be judged on part of its curve, so it is left out, and reported missing."""
     runs: dict[str, dict[int, dict]] = {}
     for arm in arms:
         for seed in seeds:
             run = out / arm / f"seed{seed}"
-            r = summarize_run(run) if (run / "csv").is_dir() else None
+            st = read_status(run) or {}
+            r = summarize_run(run) if st.get("status") == "completed" else None
             if r is not None:
                 runs.setdefault(arm, {})[seed] = r
     return runs
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"written: {out / 'table.md'}, {out / 'runs.csv'}, {out / 'curves.png'}")
     missing = [f"{arm}/seed{s}" for arm in arms for s in seeds if s not in runs.get(arm, {})]
     if missing:
-        print(f"error: no {KEY} curve for {', '.join(missing)}", file=sys.stderr)
+        print(f"error: no completed run with a {KEY} curve for {', '.join(missing)} (see each run's status.json and train.log)", file=sys.stderr)
     return 1 if missing else 0
 
 

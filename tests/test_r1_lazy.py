@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import json
 import math
 import subprocess
 import sys
@@ -18,8 +19,9 @@ def _bench():
     return mod
 
 
-def _write_curve(run, values, every=100, r1=""):
+def _write_curve(run, values, every=100, r1="", status="completed"):
     (run / "csv").mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps({"status": status}))
     rows = ["step,train/d_loss,train/r1,val/jsd_true", f"50,1.3,{r1},"] + [f"{every * (i + 1)},,,{v}" for i, v in enumerate(values)]
     (run / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
 
@@ -52,8 +54,9 @@ def test_the_table_pairs_each_arm_with_every_update_by_seed_and_reads_it_at_two_
     for arm, offsets in arms.items():
         for (seed, v), off in zip(base.items(), offsets):
             _write_curve(tmp_path / arm / f"seed{seed}", [v + off] * 3, r1="" if arm == "none" else seed)
-    runs = b.collect(tmp_path, ["none", "every", "lazy16"], [1, 2, 3, 4])
-    assert sorted(runs["lazy16"]) == [1, 2, 3]  # seed 4 has no run: left out
+    _write_curve(tmp_path / "lazy16" / "seed5", [0.9] * 2, status="failed")  # stopped part-way: not judged on half a curve
+    runs = b.collect(tmp_path, ["none", "every", "lazy16"], [1, 2, 3, 4, 5])
+    assert sorted(runs["lazy16"]) == [1, 2, 3]  # seed 4 has no run, seed 5 did not complete: both left out
     text = b.write_outputs(runs, ["none", "every", "lazy16"], tmp_path, "cmd")
     assert "| lazy16 | 3 | 0.3100 ± 0.0608 |" in text  # the arm's own spread over seeds
     assert "| 0.1100 ± 0.0058 | 0.1100 ± 0.0058 | 2.0000 ± 0.5774 |" in text  # the paired difference is tight
