@@ -28,13 +28,12 @@ import os
 import platform
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from ganforge.report import read_metrics
 from ganforge.sweeps import read_status
-from ganforge.toy_benchmark import cell, mean_se, multirun_command, run_multirun
+from ganforge.toy_benchmark import cell, mean_se, multirun_command, run_multirun, short_head
 
 BASE = ["experiment=jsd_gaussian1d", "metrics.names=[jsd_true]", "max_iters=6000"]
 KEY = "val/jsd_true"
@@ -134,8 +133,9 @@ def plot(runs: dict[str, dict[int, dict]], arms: list[str], path: Path) -> None:
         curves = list(runs[arm].values())
         for r in curves:
             ax.plot(*zip(*r["curve"]), c=color, lw=0.6, alpha=0.25)
-        common = sorted(set.intersection(*(set(s for s, _ in r["curve"]) for r in curves)))
-        mean = [sum(dict(r["curve"])[s] for r in curves) / len(curves) for s in common]
+        by_step = [dict(r["curve"]) for r in curves]
+        common = sorted(set.intersection(*(set(d) for d in by_step)))
+        mean = [sum(d[s] for d in by_step) / len(by_step) for s in common]
         ax.plot(common, mean, c=color, lw=2, label=f"{arm} (mean of {len(curves)} seeds)")
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
@@ -155,7 +155,7 @@ def write_outputs(runs: dict[str, dict[int, dict]], arms: list[str], out: Path, 
             for seed, r in sorted(runs.get(arm, {}).items()):
                 w.writerow([arm, seed, r["iterations"], r["j_all"], r["j_late"], r["j_final"], r["r1"]])
     plot(runs, arms, out / "curves.png")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
+    commit = short_head()
     text = (f"{table(runs, arms)}\n\nCommand: `{command}`  \nCommit: {commit}; machine: {platform.machine()}, "
             f"{os.cpu_count()} CPU cores; mean ± standard error over seeds.\n")  # fmt: skip
     (out / "table.md").write_text(text)

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from ganforge.report import read_metrics
-from ganforge.toy_benchmark import mean_se
+from ganforge.toy_benchmark import mean_se, short_head
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = {1: ("DCGAN (published)", 99.0, 3.40), 2: ("PacDCGAN2 (published)", 1000.0, 0.06)}
@@ -118,7 +118,7 @@ def summarize(out: Path, packs: list[int], seeds: list[int], command: str, elaps
         iters = sorted({r[2] for r in mine})
         lines.append(f"| {label(pack)} (ganforge) | {len(mine)} | {', '.join(f'{i:,}' for i in iters) or '-'} "
                      f"| {fmt_mean_se([r[3] for r in mine])} | {fmt_mean_se([r[4] for r in mine])} |")  # fmt: skip
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip() or "?"
+    commit = short_head(ROOT)
     text = "\n".join(lines) + (
         f"\n\nCommand: `{command}`  \nCommit: {commit}; {device()}; {elapsed / 60:.1f} min of wall time in this call, "
         f"all runs at once (a resumed run also trained in earlier calls). "

@@ -30,6 +30,17 @@ def run_train(tmp_path):
     return _run
 
 
+def load_benchmark(script: str):
+    """``benchmarks/<script>`` imported as a module (the benchmarks are scripts, not a package), for unit tests of
+    its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{Path(script).stem}", REPO / "benchmarks" / script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_benchmark(script: str, *args: str, timeout: int = 300) -> str:
     """Run ``benchmarks/<script>`` with ``args``; its stdout, after checking it exited 0."""
     import subprocess

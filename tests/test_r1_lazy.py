@@ -1,7 +1,6 @@
 """benchmarks/r1_lazy.py: the arms, the per-run summary of the true JSD, the paired reading, and one real run."""
 
 import csv
-import importlib.util
 import json
 import math
 import subprocess
@@ -9,14 +8,11 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_benchmark
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("r1_lazy_bench", REPO / "benchmarks" / "r1_lazy.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("r1_lazy.py")
 
 
 def _write_curve(run, values, every=100, r1="", status="completed"):

@@ -102,14 +102,9 @@ def test_stacked_mnist_benchmark_runs_dcgan_and_pacdcgan_on_cpu(tmp_path):
 
 
 def _stacked_mnist_script():
-    import importlib.util
+    from conftest import load_benchmark
 
-    from conftest import REPO
-
-    spec = importlib.util.spec_from_file_location("stacked_mnist_bench", REPO / "benchmarks" / "stacked_mnist.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("stacked_mnist.py")
 
 
 def test_stacked_mnist_table_is_the_last_evaluation_of_each_run_beside_the_published_rows(tmp_path):

@@ -130,6 +130,12 @@ def _wall(st: dict) -> float:
         return math.nan
 
 
+def short_head(cwd: str | Path | None = None) -> str:
+    """``git rev-parse --short HEAD`` in ``cwd`` (the current directory by default), "?" outside git: the commit a
+    benchmark's table names."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=cwd).stdout.strip() or "?"
+
+
 def _short(commit: str) -> str:
     return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
 
@@ -308,7 +314,7 @@ def write_outputs(results: list[RunResult], methods: list[str], datasets: list[s
             w = [r.wall_s for r in results if r.method == method and r.dataset == d and not math.isnan(r.wall_s)]
             if w:
                 per_method.append(f"{method}/{d} {sum(w) / len(w):.0f} s")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
+    commit = short_head()
     text = (
         f"{table(results, methods, datasets)}\n\n"
         f"Command: `{command}`  \nCommit: {commit}; machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
