@@ -13,7 +13,7 @@ import torch
 from conftest import REPO
 from ganforge.models import MLPDiscriminator, MLPGenerator
 from ganforge.models.mlp import Maxout
-from ganforge.toy_benchmark import PUBLISHED, RunResult, evaluate_run, mean_se, sweep_command, table
+from ganforge.toy_benchmark import PUBLISHED, RunResult, evaluate_run, mean_se, sweep_command, table, write_outputs
 
 
 def test_maxout_is_the_max_over_pieces_of_one_linear_map():
@@ -90,6 +90,18 @@ def test_table_shows_published_rows_beside_ours_and_counts_failures():
     # a run stopped early (SIGTERM) is scored only when asked (--stopped), and the count says so
     rs[2] = RunResult("gan", "ring8", 2, "interrupted", 7, 98.0, 0.02, 0.6)
     assert "| 7.0 ± 0.6 | 98.0 ± 0.6% | 0.020 ± 0.006 | 0.60 ± 0.06 | 3 (1 stopped early) |" in table(rs, ["gan"], ["ring8"])
+
+
+def test_table_times_only_runs_that_ended(tmp_path):
+    """Summarizing a sweep still training: the run in progress has no run time yet and is named, not averaged in as 0 s."""
+    def run(seed, status, start, end):
+        return RunResult("gan", "ring8", seed, status, 8, 99.0, 0.01, 0.5, wall_s=(end - start) * 60.0,
+                         span=(f"2026-12-06T04:{start:02d}:00", f"2026-12-06T04:{end:02d}:00"))  # fmt: skip
+    rs = [run(0, "completed", 0, 10), run(1, "completed", 0, 12), run(2, "running", 10, 10)]
+    text = write_outputs(rs, ["gan"], ["ring8"], tmp_path, "cmd")
+    assert "Wall time: 12.0 min from the first run's start to the last run's end (runs: 22.0 min in all" in text
+    assert "mean per run: gan/ring8 660 s; 1 run still running, not counted." in text
+    assert "not counted" not in write_outputs(rs[:2], ["gan"], ["ring8"], tmp_path, "cmd")
 
 
 @pytest.mark.slow

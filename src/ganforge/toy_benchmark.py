@@ -305,13 +305,15 @@ def write_outputs(results: list[RunResult], methods: list[str], datasets: list[s
         w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "mode_width", "iterations", "wall_s", "threads", "commit", "generator"])
         for r in results:
             w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.iters, r.wall_s, r.threads, r.commit, r.weights])
-    walls = [r.wall_s for r in results if not math.isnan(r.wall_s)]
-    starts, ends = [r.span[0] for r in results if r.span[0]], [r.span[1] for r in results if r.span[1]]
+    ended = [r for r in results if r.status != "running"]  # a run still training (--summarize-only mid-sweep) has no run time yet
+    walls = [r.wall_s for r in ended if not math.isnan(r.wall_s)]
+    starts, ends = [r.span[0] for r in ended if r.span[0]], [r.span[1] for r in ended if r.span[1]]
     elapsed = (dt.datetime.fromisoformat(max(ends)) - dt.datetime.fromisoformat(min(starts))).total_seconds() if starts and ends else math.nan
+    running = len(results) - len(ended)
     per_method = []
     for method in methods:
         for d in datasets:
-            w = [r.wall_s for r in results if r.method == method and r.dataset == d and not math.isnan(r.wall_s)]
+            w = [r.wall_s for r in ended if r.method == method and r.dataset == d and not math.isnan(r.wall_s)]
             if w:
                 per_method.append(f"{method}/{d} {sum(w) / len(w):.0f} s")
     commit = short_head()
@@ -320,7 +322,8 @@ def write_outputs(results: list[RunResult], methods: list[str], datasets: list[s
         f"Command: `{command}`  \nCommit: {commit}; machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
         f"torch {torch.__version__}; {EVAL_SAMPLES} samples per evaluation, mean ± standard error over seeds.  \n"
         f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end (runs: {sum(walls) / 60:.1f} min "
-        f"in all, several at once); mean per run: {', '.join(per_method)}.\n"
+        f"in all, several at once); mean per run: {', '.join(per_method)}"
+        + (f"; {running} run{'s' * (running > 1)} still running, not counted" if running else "") + ".\n"
     )
     (out / "table.md").write_text(text)
     return text
