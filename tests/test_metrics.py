@@ -297,6 +297,17 @@ def test_mode_width_is_one_for_the_data_and_sees_modes_drawn_too_narrow():
         assert gaussian_rms_within(dim, 3.0) == pytest.approx(float(r[r < 3].square().mean().sqrt()), rel=3e-3)
 
 
+def test_min_share_tells_a_mode_only_crossed_from_a_balanced_one():
+    """The protocol counts a mode on one sample; min_share sees that it holds almost none of G's mass."""
+    grid = Grid25DataModule()
+    x, comp = grid.sample(25_000, torch.Generator().manual_seed(1))
+    assert mode_coverage(x, grid.modes, grid.stds).min_share == pytest.approx(1.0, abs=0.1)  # the data: each mode ~1,000
+    crossed = torch.cat([x[comp != 17], grid.modes[17:18] + 0.01])  # mode 17 lost but for one sample on it
+    cov = mode_coverage(crossed, grid.modes, grid.stds)
+    assert cov.modes == 25 and cov.min_share == pytest.approx(25 / len(crossed), rel=0.02)  # 1 of ~24,000, 98.9% of them HQ
+    assert math.isnan(mode_coverage(torch.zeros(4, 2) + 100, grid.modes, grid.stds).min_share)  # no HQ sample: undefined
+
+
 class _Affine1D(torch.nn.Module):
     latent_dim = 1
 

@@ -9,6 +9,9 @@ least ``min_count`` high-quality samples landed on it (the published protocol: 1
 ``mode_width`` is what HQ cannot see: the RMS distance of the high-quality samples to their mode, over that of
 the data's own samples within the same threshold (1: as spread as the data; below 1, modes drawn too narrow,
 which HQ rewards: a perfect generator of a 2-d mixture scores 98.9% HQ at threshold 3, a point mass 100%).
+``min_share`` is the emptiest mode's count over the mean count (1: balanced; 0: a mode with no sample). On a large
+pool it tells a mode G still draws from one its samples only cross: the protocol counts a mode on one sample of
+2,500, which a generator's bridge between two neighbours can supply.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ class ModeCoverage:
     mode_kl: float  # KL(histogram of HQ samples over modes || uniform), nats; log K when no sample is HQ
     counts: list[int]  # HQ samples per mode
     mode_width: float = math.nan  # RMS distance of HQ samples to their mode / the data's (1 = as wide); NaN when none
+
+    @property
+    def min_share(self) -> float:
+        """The emptiest mode's high-quality count over the mean count (1 = every mode its fair share); NaN when none."""
+        total = sum(self.counts)
+        return self.n_modes * min(self.counts) / total if total else math.nan
 
     def to_dict(self) -> dict:
         return {"modes": self.modes, "n_modes": self.n_modes, "hq_frac": self.hq_frac, "mode_kl": self.mode_kl,
