@@ -13,7 +13,7 @@ import torch
 from conftest import REPO
 from ganforge.models import MLPDiscriminator, MLPGenerator
 from ganforge.models.mlp import Maxout
-from ganforge.toy_benchmark import PUBLISHED, RunResult, evaluate_run, mean_se, sweep_command, table, write_outputs
+from ganforge.toy_benchmark import PUBLISHED, RunResult, evaluate_run, mean_se, modes_held, sweep_command, table, write_outputs
 
 
 def test_maxout_is_the_max_over_pieces_of_one_linear_map():
@@ -102,6 +102,19 @@ def test_table_times_only_runs_that_ended(tmp_path):
     assert "Wall time: 12.0 min from the first run's start to the last run's end (runs: 22.0 min in all" in text
     assert "mean per run: gan/ring8 660 s; 1 run still running, not counted." in text
     assert "not counted" not in write_outputs(rs[:2], ["gan"], ["ring8"], tmp_path, "cmd")
+
+
+def test_a_mode_counted_on_the_protocols_samples_but_not_held_is_named(tmp_path):
+    """Seed 203's case: 25 modes on 2,500 samples, one of them crossed by 41 of 100,000: held 24, and said so."""
+    counts = [4000] * 24 + [41]
+    assert modes_held(counts) == 24 and modes_held([4000] * 24 + [400]) == 25 and modes_held([0] * 25) == 0
+    rs = [RunResult("ganforge", "grid25", 203, "completed", 25, 96.3, 0.046, 0.74, held=24, min_share=0.01),
+          RunResult("ganforge", "grid25", 202, "completed", 25, 94.3, 0.004, 0.82, held=25, min_share=0.86)]  # fmt: skip
+    text = write_outputs(rs, ["ganforge"], ["grid25"], tmp_path, "cmd")
+    assert "hold under 0.1 of a fair share of 100,000 more (crossed by G, not drawn; runs.csv `modes_held_100k`): ganforge grid25 seed 203 (1)." in text
+    row = next(csv.DictReader(open(tmp_path / "runs.csv")))
+    assert (row["modes"], row["modes_held_100k"], row["min_share_100k"]) == ("25", "24", "0.01")
+    assert "(crossed by G, not drawn; runs.csv `modes_held_100k`): none." in write_outputs(rs[1:], ["ganforge"], ["grid25"], tmp_path, "cmd")
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ KL(histogram of HQ samples over modes || uniform)) and writes, in ``--out``:
 
 - ``table.md``: mean ± standard error over seeds of modes, HQ % and reverse KL per method and dataset, beside
   the published rows, then each dataset's *mode width* (HQ samples' RMS distance to their mode over the data's:
-  what HQ cannot see, since modes drawn too narrow score higher), with the command, commit, machine and wall time;
+  what HQ cannot see, since modes drawn too narrow score higher), with the command, commit, machine and wall time,
+  and the runs with a mode the 2,500 samples count but G does not hold (see ``HELD_SHARE``);
 - ``runs.csv``: one row per run; ``scatter_<method>_<dataset>.png``: one panel per seed against the true modes.
 
 Sweeps are resumable (see :mod:`ganforge.sweeps`): re-running the command skips finished runs.
@@ -37,6 +38,11 @@ from ganforge.sweeps import read_status
 DATASETS = ("ring8", "grid25")
 EVAL_SAMPLES = 2500  # the published protocol's sample count
 EVAL_SEED = 2333  # fixed noise for the final evaluation (PacGAN's GraphLogger seed)
+# The protocol counts a mode on one sample of 2,500, which a bridge G draws between two other modes can supply
+# (grid seed 203 of the recipe: a mode lost in training, crossed by 0.04% of G's samples). So every run is also
+# sampled POOL_SAMPLES times, by the same sampler from other noise, and a mode is *held* when at least HELD_SHARE
+# of a fair share (1/K of the high-quality samples) lands on it.
+POOL_SAMPLES, POOL_SEED, HELD_SHARE = 100_000, EVAL_SEED + 1, 0.1
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,8 @@ class RunResult:
     hq: float = math.nan  # percent
     kl: float = math.nan
     width: float = math.nan  # HQ samples' RMS distance to their mode / the data's (ganforge.metrics.modes)
+    held: float = math.nan  # modes holding >= HELD_SHARE of a fair share of POOL_SAMPLES samples
+    min_share: float = math.nan  # the emptiest mode's share of those, over a fair share
     wall_s: float = math.nan
     threads: str = ""  # torch's intra-op threads as the run trained, and ganforge's commit (status.json's "run")
     commit: str = ""
@@ -165,8 +173,16 @@ def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None =
     x = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED, jacobian_truncation=q))
     cov = mode_coverage(x, dm.modes, dm.stds)
     res.modes, res.hq, res.kl, res.width, res.samples = float(cov.modes), 100 * cov.hq_frac, cov.mode_kl, cov.mode_width, x
+    pool = mode_coverage(torch.from_numpy(sample(gen, POOL_SAMPLES, seed=POOL_SEED, jacobian_truncation=q)), dm.modes, dm.stds)
+    res.held, res.min_share = float(modes_held(pool.counts)), pool.min_share
     res.iters, res.weights = int(meta.get("global_step") or 0), meta["weights"]
     return res
+
+
+def modes_held(counts: list[int], share: float = HELD_SHARE) -> int:
+    """How many modes hold at least ``share`` of a fair share (the mean count) of the high-quality samples."""
+    total = sum(counts)
+    return sum(c >= share * total / len(counts) for c in counts) if total else 0
 
 
 def run_dirs(d: Path, pattern: str = "*") -> list[Path]:
@@ -302,9 +318,11 @@ def scatter_grids(results: list[RunResult], out: Path) -> list[Path]:
 def write_outputs(results: list[RunResult], methods: list[str], datasets: list[str], out: Path, command: str) -> str:
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "mode_width", "iterations", "wall_s", "threads", "commit", "generator"])
+        w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "mode_width", "modes_held_100k", "min_share_100k",
+                    "iterations", "wall_s", "threads", "commit", "generator"])  # fmt: skip
         for r in results:
-            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.iters, r.wall_s, r.threads, r.commit, r.weights])
+            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.held, r.min_share, r.iters, r.wall_s, r.threads, r.commit, r.weights])
+    crossed = [f"{r.method} {r.dataset} seed {r.seed} ({r.modes - r.held:.0f})" for r in results if r.held < r.modes]
     ended = [r for r in results if r.status != "running"]  # a run still training (--summarize-only mid-sweep) has no run time yet
     walls = [r.wall_s for r in ended if not math.isnan(r.wall_s)]
     starts, ends = [r.span[0] for r in ended if r.span[0]], [r.span[1] for r in ended if r.span[1]]
@@ -323,7 +341,9 @@ def write_outputs(results: list[RunResult], methods: list[str], datasets: list[s
         f"torch {torch.__version__}; {EVAL_SAMPLES} samples per evaluation, mean ± standard error over seeds.  \n"
         f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end (runs: {sum(walls) / 60:.1f} min "
         f"in all, several at once); mean per run: {', '.join(per_method)}"
-        + (f"; {running} run{'s' * (running > 1)} still running, not counted" if running else "") + ".\n"
+        + (f"; {running} run{'s' * (running > 1)} still running, not counted" if running else "") + ".  \n"
+        f"Modes counted on the {EVAL_SAMPLES:,} samples that hold under {HELD_SHARE:g} of a fair share of {POOL_SAMPLES:,} "
+        f"more (crossed by G, not drawn; runs.csv `modes_held_100k`): " + (", ".join(crossed) if crossed else "none") + ".\n"
     )
     (out / "table.md").write_text(text)
     return text
