@@ -210,6 +210,7 @@ def test_ring8_mlp_learns_most_modes(run_train, tmp_path):
     # measured 7 modes / 44% HQ / KL 0.39 on 1 thread, 8 / 30% / 0.31 on 2 and 4 (an untrained G: 0 / 0%)
     assert float(logged["val/modes"]) >= 6 and float(logged["val/hq_frac"]) > 0.2, logged
     assert 0 <= float(logged["val/mode_kl"]) < 0.5 and 0 <= float(logged["val/jsd_probe"]) < 0.5 and 0.2 < float(logged["val/mode_width"]) < 3, logged
+    assert 0 <= float(logged["val/mode_min_share"]) <= 1, logged  # the emptiest mode's count is at most the mean
     # the CLI's Jacobian truncation (what it does to samples is tested in test_rejection.py): 2,500 of the same noise
     # stream with the most-stretched skipped, so the stream's first samples are kept or skipped, never replaced
     trunc = tmp_path / "ring_trunc.npz"
@@ -265,7 +266,7 @@ def test_evaluate_cli_prints_a_table_and_writes_json_next_to_the_checkpoint(run_
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
-    assert {"modes", "hq_frac", "mode_kl", "mode_width", "jsd_probe"} == set(report["metrics"])
+    assert {"modes", "hq_frac", "mode_kl", "mode_width", "mode_min_share", "jsd_probe"} == set(report["metrics"])
     assert "jsd_d" in report["skipped"] and "fid" in report["skipped"]  # hinge: D is not a probability
 
     bad = subprocess.run([sys.executable, "-m", "ganforge.evaluate", f"ckpt_path={ckpt}", "metrics=[fid,inception_score]"], capture_output=True, text=True, timeout=120)

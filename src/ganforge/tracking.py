@@ -28,7 +28,7 @@ NAME_EXCLUDE = ("ckpt_path", "paths", "logger", "callbacks", "hydra", "metrics",
 # Best value over a run for the wandb run table and sweep views (the rest keep wandb's "last").
 SUMMARIES = {
     "val/fid": "min", "val/fid_*": "min", "val/kid": "min", "val/kid_*": "min", "val/is": "max",
-    "val/modes": "max", "val/hq_frac": "max", "val/mode_kl": "min",
+    "val/modes": "max", "val/hq_frac": "max", "val/mode_kl": "min", "val/mode_min_share": "max",
 }  # fmt: skip
 
 

@@ -16,7 +16,8 @@ log = logging.getLogger("ganforge")
 class GANMetrics(L.Callback):
     """After each validation pass, evaluate the sampling generator (the EMA copy when kept) and log
     ``val/<metric>``: ``val/fid_lenet``, ``val/kid_lenet`` (``val/fid``/``val/kid``/``val/is`` with Inception),
-    ``val/modes``, ``val/hq_frac``, ``val/mode_kl``, ``val/mode_width``, ``val/jsd_probe`` — those that apply to the data.
+    ``val/modes``, ``val/hq_frac``, ``val/mode_kl``, ``val/mode_width``, ``val/mode_min_share`` (the emptiest mode over
+    a fair share: a mode lost in training shows here while bridges still let ``val/modes`` count it), ``val/jsd_probe`` — those that apply to the data.
 
     Every rank generates its share of ``n_samples``; see :mod:`ganforge.metrics.evaluator`.
     """

@@ -142,7 +142,8 @@ class GANEvaluator:
         fake = coll.gather_rows(fake_local) if need_all else None
         if "modes" in self.metrics and hasattr(datamodule, "modes") and not is_image:
             cov = mode_coverage(fake.cpu(), datamodule.modes, datamodule.stds)
-            out.update({"modes": float(cov.modes), "hq_frac": cov.hq_frac, "mode_kl": cov.mode_kl, "mode_width": cov.mode_width})
+            out.update({"modes": float(cov.modes), "hq_frac": cov.hq_frac, "mode_kl": cov.mode_kl, "mode_width": cov.mode_width,
+                        "mode_min_share": cov.min_share})  # fmt: skip
         if "modes" in self.metrics and is_image and getattr(datamodule, "n_modes", None) == 1000:  # Stacked MNIST
             lenet = self._extractor("lenet", device)
             if lenet is not None:
