@@ -155,6 +155,7 @@ def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None =
     scores G itself where the run kept an EMA copy too (the copy otherwise)."""
     from ganforge.cli.sample import load_generator, sample
     from ganforge.cli.train import build_datamodule
+    from ganforge.rejection import calibrate_jacobian_threshold
 
     st = read_status(run_dir)
     if st is None:
@@ -170,10 +171,11 @@ def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None =
     gen, meta = load_generator(ckpt, ema=ema)
     dm = build_datamodule(meta["config"]["dataset"])
     q = meta["config"].get("jacobian_truncation", 0.0) if jacobian_truncation is None else jacobian_truncation
-    x = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED, jacobian_truncation=q))
+    limit = calibrate_jacobian_threshold(gen, q) if q else None  # once for both draws below
+    x = torch.from_numpy(sample(gen, EVAL_SAMPLES, seed=EVAL_SEED, jacobian_truncation=q, jacobian_limit=limit))
     cov = mode_coverage(x, dm.modes, dm.stds)
     res.modes, res.hq, res.kl, res.width, res.samples = float(cov.modes), 100 * cov.hq_frac, cov.mode_kl, cov.mode_width, x
-    pool = mode_coverage(torch.from_numpy(sample(gen, POOL_SAMPLES, seed=POOL_SEED, jacobian_truncation=q)), dm.modes, dm.stds)
+    pool = mode_coverage(torch.from_numpy(sample(gen, POOL_SAMPLES, seed=POOL_SEED, jacobian_truncation=q, jacobian_limit=limit)), dm.modes, dm.stds)
     res.held, res.min_share = float(modes_held(pool.counts)), pool.min_share
     res.iters, res.weights = int(meta.get("global_step") or 0), meta["weights"]
     return res
