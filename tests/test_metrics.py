@@ -27,7 +27,7 @@ from ganforge.metrics.fid import (
     reference_stats,
 )
 from ganforge.metrics.jsd import LOG2, LOG4, jsd_from_terms, jsd_numeric, optimal_d_terms, probe_jsd
-from ganforge.metrics.modes import gaussian_rms_within, mode_coverage
+from ganforge.metrics.modes import gaussian_rms_within, interior_modes, mode_coverage, nearest_modes
 
 
 # ----------------------------------------------------------------------------- FID / KID
@@ -306,6 +306,19 @@ def test_min_share_tells_a_mode_only_crossed_from_a_balanced_one():
     cov = mode_coverage(crossed, grid.modes, grid.stds)
     assert cov.modes == 25 and cov.min_share == pytest.approx(25 / len(crossed), rel=0.02)  # 1 of ~24,000, 98.9% of them HQ
     assert math.isnan(mode_coverage(torch.zeros(4, 2) + 100, grid.modes, grid.stds).min_share)  # no HQ sample: undefined
+
+
+def test_interior_modes_are_the_grids_inner_nine_and_none_of_the_ring():
+    grid, ring = Grid25DataModule().modes, Ring8DataModule().modes
+    inner = interior_modes(grid)
+    assert inner.sum() == 9 and (grid[inner].abs().max(1).values < grid.abs().max()).all()  # not on the square's edge
+    assert not interior_modes(ring).any() and interior_modes(torch.cat([ring, torch.zeros(1, 2)])).tolist() == [False] * 8 + [True]
+
+
+def test_nearest_modes_measures_in_each_modes_own_stds():
+    modes = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    k, d = nearest_modes(torch.tensor([[1.0, 0.0], [7.0, 0.0]]), modes, torch.tensor([1.0, 2.0]))
+    assert k.tolist() == [0, 1] and d.tolist() == pytest.approx([1.0, 1.5])
 
 
 class _Affine1D(torch.nn.Module):

@@ -155,6 +155,17 @@ def test_one_command_benchmark_smoke(tmp_path):
     share = float(plain["min_share"])  # the emptiest mode over a fair share: undefined (NaN) only when no sample is HQ
     assert (math.isnan(share) if float(plain["hq_all"]) == 0 else 0 <= share <= 8) and "emptiest mode" in (out / "jacobian_truncation.md").read_text()
     assert "largest 5% of ‖dG/dz‖ dropped" in (out / "jacobian_truncation.md").read_text()
+    # ... and where in the latent plane each mode lives: the same 3,000 samples, so the same emptiest mode's share
+    lc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "latent_cells.py"), str(out), "--method", "pacgan3", "--pool", "3000", "--mark", "2,0"],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert lc.returncode == 0, lc.stdout[-2000:] + lc.stderr[-3000:]
+    (cells,) = csv.DictReader(open(out / "latent_cells.csv"))
+    assert (cells["run"], cells["iteration"], cells["latent_dim"], cells["r_interior"]) == ("ring8-seed3", "last", "2", "nan")  # no interior mode on the ring
+    assert float(cells["hq"]) == pytest.approx(float(plain["hq_all"]), abs=1e-6) and (out / "latent_cells.png").stat().st_size > 1000
+    assert math.isnan(share) == math.isnan(float(cells["min_share"])) and (math.isnan(share) or float(cells["min_share"]) == pytest.approx(share, abs=1e-6))
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "latent_cells.py"), str(out), "--method", "pacgan3", "--mark", "1,1"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "--mark 1,1 is not a mode of ring8" in bad.stderr
     # a second run finds every job done: nothing retrained, the same table
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("completed earlier, skipping") + again.stderr.count("completed earlier, skipping") == 4

@@ -58,10 +58,8 @@ def mode_coverage(samples: Tensor, modes: Tensor, stds: Tensor | float, threshol
         raise ValueError(f"samples must be [N, {mu.shape[1]}] to compare with {mu.shape[0]} modes, got {list(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{int((~torch.isfinite(x)).any(1).sum())} of {len(x)} samples are NaN or inf")
-    sd = torch.as_tensor(stds, dtype=torch.float64).expand(mu.shape[0])
     k = mu.shape[0]
-    dist = torch.cdist(x, mu) / sd  # [N, K] distances in each mode's stds
-    nearest_d, nearest = dist.min(1)
+    nearest, nearest_d = nearest_modes(x, mu, stds)
     hq = nearest_d < threshold
     counts = torch.bincount(nearest[hq], minlength=k)
     n_hq = int(hq.sum())
@@ -70,6 +68,26 @@ def mode_coverage(samples: Tensor, modes: Tensor, stds: Tensor | float, threshol
     return ModeCoverage(
         modes=int((counts >= min_count).sum()), n_modes=k, hq_frac=n_hq / len(x), mode_kl=kl, counts=counts.tolist(), mode_width=width
     )
+
+
+def nearest_modes(samples: Tensor, modes: Tensor, stds: Tensor | float) -> tuple[Tensor, Tensor]:
+    """Each sample's nearest mode [N] and its distance [N] in that mode's standard deviations (high quality
+    below the protocol's 3)."""
+    mu = modes.to(samples.dtype)
+    sd = torch.as_tensor(stds, dtype=samples.dtype).expand(mu.shape[0])
+    dist = torch.cdist(samples, mu) / sd  # [N, K] distances in each mode's stds
+    nearest_d, nearest = dist.min(1)
+    return nearest, nearest_d
+
+
+def interior_modes(modes: torch.Tensor) -> torch.Tensor:
+    """[K] bool: the modes strictly inside the convex hull of all of them (on no face of it)."""
+    from scipy.spatial import ConvexHull  # scikit-learn's dependency; only this needs it
+
+    m = modes.double().numpy()
+    eq = ConvexHull(m).equations  # [F, D + 1]: normal . x + offset <= 0 inside, = 0 on a face
+    slack = m @ eq[:, :-1].T + eq[:, -1]
+    return torch.from_numpy((slack < -1e-9 * abs(m).max()).all(1))
 
 
 def histogram_kl(counts: Tensor) -> float:
