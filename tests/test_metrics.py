@@ -313,6 +313,7 @@ def test_interior_modes_are_the_grids_inner_nine_and_none_of_the_ring():
     inner = interior_modes(grid)
     assert inner.sum() == 9 and (grid[inner].abs().max(1).values < grid.abs().max()).all()  # not on the square's edge
     assert not interior_modes(ring).any() and interior_modes(torch.cat([ring, torch.zeros(1, 2)])).tolist() == [False] * 8 + [True]
+    assert interior_modes(torch.tensor([[-2.0], [0.0], [3.0], [1.0]])).tolist() == [False, True, False, True]  # a 1-d mixture
 
 
 def test_nearest_modes_measures_in_each_modes_own_stds():

@@ -80,11 +80,13 @@ def nearest_modes(samples: Tensor, modes: Tensor, stds: Tensor | float) -> tuple
     return nearest, nearest_d
 
 
-def interior_modes(modes: torch.Tensor) -> torch.Tensor:
+def interior_modes(modes: Tensor) -> Tensor:
     """[K] bool: the modes strictly inside the convex hull of all of them (on no face of it)."""
     from scipy.spatial import ConvexHull  # scikit-learn's dependency; only this needs it
 
     m = modes.double().numpy()
+    if m.shape[1] == 1:  # a line: all but the two ends (Qhull needs 2 dimensions)
+        return torch.from_numpy((m[:, 0] > m.min()) & (m[:, 0] < m.max()))
     eq = ConvexHull(m).equations  # [F, D + 1]: normal . x + offset <= 0 inside, = 0 on a face
     slack = m @ eq[:, :-1].T + eq[:, -1]
     return torch.from_numpy((slack < -1e-9 * abs(m).max()).all(1))
