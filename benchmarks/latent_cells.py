@@ -26,13 +26,12 @@ from pathlib import Path
 
 import torch
 
-from ganforge.cli.sample import latents, load_generator
+from ganforge.cli.sample import latents, load_generator, read_checkpoint
 from ganforge.cli.train import build_datamodule
-from ganforge.metrics.modes import interior_modes, nearest_modes
+from ganforge.metrics.modes import HQ_STDS, interior_modes, nearest_modes
 from ganforge.toy_benchmark import EVAL_SEED, completed_checkpoints, offline_parser, write_csv
 
 FIELDS = ["run", "iteration", "latent_dim", "hq", "r_interior", "r_exterior", "interior_share", "min_share", "emptiest", "mark_share"]
-HQ_STDS = 3.0  # the protocol's high-quality radius
 PLANE = 2.5  # the latent plane drawn: [-PLANE, PLANE]^2 (98.8% of a standard normal's mass)
 
 
@@ -114,18 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(checkpoint(r, it)) for r in runs for it in iters if not checkpoint(r, it).is_file()]
     if not runs or missing:
         p.error(f"no checkpoint {missing[0] if missing else f'of a completed run {a.dataset}-seed* under {base}'}: train first, or pick --iters from its checkpoints/")
+    dm = build_datamodule(read_checkpoint(checkpoint(runs[0], iters[0]))[1]["config"]["dataset"])  # every run's: one --dataset
+    modes = torch.as_tensor(dm.modes)
+    inner, mark = interior_modes(modes), None
+    if a.mark is not None:
+        hit = (modes == torch.tensor([float(c) for c in a.mark.split(",")], dtype=modes.dtype)).all(1).nonzero()
+        if len(hit) != 1:
+            p.error(f"--mark {a.mark} is not a mode of {a.dataset}: pick one of {[tuple(m) for m in modes.tolist()]}")
+        mark = int(hit[0])
     rows, panels, latent_dims = [], [], set()
     for run in runs:
         for it in iters:
-            gen, meta = load_generator(checkpoint(run, it))
-            dm = build_datamodule(meta["config"]["dataset"])
-            modes, inner = torch.as_tensor(dm.modes), interior_modes(torch.as_tensor(dm.modes))
-            mark = None
-            if a.mark is not None:
-                hit = (modes == torch.tensor([float(c) for c in a.mark.split(",")], dtype=modes.dtype)).all(1).nonzero()
-                if len(hit) != 1:
-                    p.error(f"--mark {a.mark} is not a mode of {a.dataset}: pick one of {[tuple(m) for m in modes.tolist()]}")
-                mark = int(hit[0])
+            gen, _ = load_generator(checkpoint(run, it))
             z = latents(gen, a.pool, seed=EVAL_SEED)
             row = {"run": run.name, "iteration": it, "latent_dim": z.shape[1]}
             row.update(stats(z, assign(gen, z, modes, dm.stds), inner, mark))

@@ -51,7 +51,10 @@ def gaussian_rms_within(dim: int, threshold: float) -> float:
     return math.sqrt(dim * float(torch.special.gammainc(a + 1, x) / torch.special.gammainc(a, x)))
 
 
-def mode_coverage(samples: Tensor, modes: Tensor, stds: Tensor | float, threshold: float = 3.0, min_count: int = 1) -> ModeCoverage:
+HQ_STDS = 3.0  # the protocol's high-quality radius: a sample within this many stds of its nearest mode
+
+
+def mode_coverage(samples: Tensor, modes: Tensor, stds: Tensor | float, threshold: float = HQ_STDS, min_count: int = 1) -> ModeCoverage:
     """Coverage statistics of ``samples`` [N, D] against mixture ``modes`` [K, D] with isotropic ``stds`` [K] (or one)."""
     x, mu = samples.double().cpu(), modes.double().cpu()
     if x.dim() != 2 or x.shape[1] != mu.shape[1]:
