@@ -5,6 +5,8 @@ centre of its Gaussian prior, which from the outside, and how a lost mode's late
     python benchmarks/latent_cells.py results/mc --dataset grid25                               # final checkpoints
     python benchmarks/latent_cells.py results/mc --dataset grid25 --runs grid25-seed203 \\
         --iters 35000,40000,60000,150000 --mark 2,0                                              # one mode's history
+    python benchmarks/latent_cells.py results/mc --dataset grid25 --iters 20000:150000:5000 --no-plane
+    python benchmarks/share_traces.py --out traces.png "label=results/mc/latent_cells.csv"      # those as curves
 
 For each run and checkpoint, --pool latents of mode_collapse.py's fixed evaluation noise are drawn through the
 run's sampler without truncation (G, or its EMA copy where the run kept one), and each sample is given to its
@@ -21,6 +23,7 @@ checkpoints by columns), each point shaded by the kind of mode its sample lands 
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -64,6 +67,20 @@ def mode_name(mode: torch.Tensor) -> str:
     return "(" + ", ".join(f"{c:g}" for c in mode.tolist()) + ")"
 
 
+def expand_iters(spec: str) -> list[str]:
+    """``20000:30000:5000,last`` -> ``["20000", "25000", "30000", "last"]`` (a range includes its stop)."""
+    out = []
+    for part in spec.split(","):
+        if ":" in part:
+            start, stop, step = (int(x) for x in part.split(":"))
+            if step < 1:
+                raise ValueError(part)
+            out += [str(i) for i in range(start, stop + 1, step)]
+        else:
+            out.append(part if part == "last" else str(int(part)))
+    return out
+
+
 def checkpoint(run: Path, it: str) -> Path:
     return run / "checkpoints" / ("last.ckpt" if it == "last" else f"iter_{int(it):06d}.ckpt")
 
@@ -104,12 +121,16 @@ def draw(panels: list[tuple[str, str, torch.nn.Module]], cols: int, modes: torch
 def main(argv: list[str] | None = None) -> int:
     p = offline_parser(__doc__.split("\n\n")[0], "latents per checkpoint, for the statistics")
     p.add_argument("--runs", default=None, help="comma-separated run names (default: every completed <dataset>-seed<N> run)")
-    p.add_argument("--iters", default="last", help="comma-separated checkpoint iterations, or last")
+    p.add_argument("--iters", default="last", help="comma-separated checkpoint iterations, START:STOP:STEP ranges (STOP included), or last")
     p.add_argument("--mark", default=None, help="a mode's coordinates, e.g. 2,0: its share per checkpoint, drawn in red")
+    p.add_argument("--plane", action=argparse.BooleanOptionalAction, default=True, help="draw the latent plane (a 2-d latent; --no-plane for many checkpoints)")
     a = p.parse_args(argv)
     base = a.out / a.method
     runs = [base / r for r in a.runs.split(",")] if a.runs else [base / name for name, _ in completed_checkpoints(base, a.dataset)]
-    iters = a.iters.split(",")
+    try:
+        iters = expand_iters(a.iters)
+    except ValueError:
+        p.error(f"--iters {a.iters}: give iterations like 35000,40000, a range like 20000:150000:5000, or last")
     missing = [str(checkpoint(r, it)) for r in runs for it in iters if not checkpoint(r, it).is_file()]
     if not runs or missing:
         p.error(f"no checkpoint {missing[0] if missing else f'of a completed run {a.dataset}-seed* under {base}'}: train first, or pick --iters from its checkpoints/")
@@ -131,12 +152,13 @@ def main(argv: list[str] | None = None) -> int:
             row["emptiest"] = mode_name(modes[row["emptiest"]])
             rows.append(row)
             latent_dims.add(z.shape[1])
-            panels.append((run.name, it, gen))
+            panels += [(run.name, it, gen)] if a.plane else []
             print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     write_csv(a.out / "latent_cells.csv", FIELDS, rows)
-    if latent_dims == {2}:
+    drawn = a.plane and latent_dims == {2}
+    if drawn:
         draw(panels, len(iters), modes, dm.stds, inner, mark, a.out / "latent_cells.png")
-    print(f"wrote {a.out / 'latent_cells.csv'}" + (f" and {a.out / 'latent_cells.png'}" if latent_dims == {2} else " (no plane drawn: the latent is not 2-d)"))
+    print(f"wrote {a.out / 'latent_cells.csv'}" + (f" and {a.out / 'latent_cells.png'}" if drawn else " (no plane drawn: " + ("--no-plane)" if not a.plane else "the latent is not 2-d)")))
     return 0
 
 

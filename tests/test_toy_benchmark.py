@@ -238,3 +238,34 @@ def test_val_curves_groups_runs_into_one_figure_and_a_long_csv(tmp_path):
     escape = (out.parent / "curves_escape.md").read_text()
     assert "| a | r0 | stuck | 10000 | 25 | 50.0% |" in escape and "| b | r1 | 10000 | 10000 | 25 | 90.0% |" in escape
     assert "| a | 1 runs | mean escape of the 0 that left: - | stuck: 1 |" in escape and "mean escape of the 1 that left: 10,000 | stuck: 0 |" in escape
+
+
+def test_latent_cells_expands_checkpoint_ranges_with_the_stop_included():
+    from conftest import load_benchmark
+
+    expand = load_benchmark("latent_cells.py").expand_iters
+    assert expand("20000:30000:5000,last") == ["20000", "25000", "30000", "last"]
+    assert expand("35000,40000") == ["35000", "40000"] and expand("5000:9000:5000") == ["5000"]
+    for bad in ("5000:10000:0", "5000:10000", "abc"):
+        with pytest.raises(ValueError):
+            expand(bad)
+
+
+def test_share_traces_plots_each_group_and_counts_the_runs_below_the_held_share(tmp_path):
+    from conftest import run_benchmark
+
+    fields = "run,iteration,latent_dim,hq,r_interior,r_exterior,interior_share,min_share,emptiest,mark_share"
+    rows = {"a.csv": ["s1,20000,2,5,,,,nan,x,nan", "s1,25000,2,90,,,,0.05,x,nan", "s1,30000,2,95,,,,0.6,x,nan", "s1,last,2,95,,,,0.6,x,nan",
+                      "s2,20000,2,5,,,,0.5,x,nan", "s2,25000,2,90,,,,0.7,x,nan", "s2,30000,2,95,,,,0.0,x,nan"],
+            "b.csv": ["s3,25000,2,90,,,,0.2,x,nan", "s3,30000,2,95,,,,0.3,x,nan"]}  # fmt: skip
+    for name, lines in rows.items():
+        (tmp_path / name).write_text("\n".join([fields, *lines]) + "\n")
+    out = tmp_path / "traces.png"
+    text = run_benchmark("share_traces.py", "--out", str(out), f"A={tmp_path / 'a.csv'}", f"B={tmp_path / 'b.csv'}")
+    # the NaN share of a checkpoint with no high-quality sample and the final 'last' row are left out
+    assert "    20000  0.500  0/1" in text and "    25000  0.375  1/2" in text and "    30000  0.300  1/2" in text
+    assert "s1: last below 0.1 at 25000, ends at 0.600" in text and "s2: last below 0.1 at 30000, ends at 0.000" in text
+    assert "s3: never below 0.1, ends at 0.300" in text and out.stat().st_size > 10000
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "share_traces.py"), "--out", str(out), str(tmp_path / "a.csv")],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "give each group as LABEL=CSV" in bad.stderr

@@ -1,0 +1,89 @@
+"""The emptiest mode's share per checkpoint, from latent_cells.py's csv: one panel per group, one line per run.
+
+    python benchmarks/latent_cells.py A --dataset grid25 --iters 20000:150000:5000 --no-plane
+    python benchmarks/share_traces.py --out docs/traces.png "recipe=A/latent_cells.csv" "candidate=B/latent_cells.csv"
+
+The share is the emptiest mode's high-quality samples over a fair share (1: balanced), on a log scale; the dashed
+line is HELD_SHARE, below which the benchmark's table counts a mode as not held. Prints, per group and checkpoint,
+the median share and how many runs are below the line, and per run the last checkpoint it was above the line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+from pathlib import Path
+
+from ganforge.toy_benchmark import HELD_SHARE
+
+FLOOR = 1e-4  # a share of 0 (a mode no sample lands on) is drawn here on the log scale
+
+
+def read_traces(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Each run's (iteration, min_share) pairs, numbered checkpoints only, in iteration order."""
+    runs: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["iteration"] != "last" and not math.isnan(share := float(row["min_share"])):
+                runs.setdefault(row["run"], []).append((int(row["iteration"]), share))
+    if not runs:
+        raise SystemExit(f"{path}: no numbered checkpoint with a min_share: run latent_cells.py with --iters 20000:150000:5000")
+    return {run: sorted(points) for run, points in runs.items()}
+
+
+def summary(label: str, runs: dict[str, list[tuple[int, float]]]) -> list[str]:
+    """Per checkpoint, the median share and the runs below HELD_SHARE; per run, its last checkpoint below it."""
+    iters = sorted({it for points in runs.values() for it, _ in points})
+    lines = [f"{label}: iteration, median min_share, runs below {HELD_SHARE} (of {len(runs)})"]
+    for it in iters:
+        shares = [s for points in runs.values() for i, s in points if i == it]
+        lines.append(f"  {it:>7}  {statistics.median(shares):.3f}  {sum(s < HELD_SHARE for s in shares)}/{len(shares)}")
+    for run, points in runs.items():
+        low = [i for i, s in points if s < HELD_SHARE]
+        lines.append(f"  {run}: " + (f"last below {HELD_SHARE} at {low[-1]}" if low else f"never below {HELD_SHARE}") + f", ends at {points[-1][1]:.3f}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("groups", nargs="+", help='"LABEL=CSV[,CSV...]" (latent_cells.csv files)')
+    p.add_argument("--out", type=Path, required=True, help="the figure (.png)")
+    a = p.parse_args(argv)
+    groups = []
+    for label, eq, paths in (g.partition("=") for g in a.groups):
+        if not eq or not paths:
+            p.error(f"{label!r}: give each group as LABEL=CSV[,CSV...]")
+        runs: dict[str, list[tuple[int, float]]] = {}
+        for path in paths.split(","):
+            runs.update(read_traces(Path(path)))
+        groups.append((label, runs))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False, sharey=True)
+    for ax, (label, runs) in zip(axes[0], groups):
+        for k, (run, points) in enumerate(runs.items()):
+            xs, ys = zip(*points)
+            ax.plot([x / 1000 for x in xs], [max(y, FLOOR) for y in ys], color=f"C{k % 10}", lw=1.1, alpha=0.85, label=run)
+        ax.axhline(HELD_SHARE, color="k", ls="--", lw=0.8)
+        ax.set(yscale="log", xlabel="iteration (k)", title=f"{label} ({len(runs)} runs)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6, ncol=2)
+    axes[0][0].set_ylabel("emptiest mode's share of a fair share")
+    fig.suptitle(f"dashed: {HELD_SHARE}, below which a mode is not held; a share of 0 is drawn at {FLOOR:g}", fontsize=8)
+    fig.tight_layout()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(a.out, dpi=120)
+    plt.close(fig)
+    for label, runs in groups:
+        print("\n".join(summary(label, runs)))
+    print(f"written: {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
