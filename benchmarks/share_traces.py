@@ -1,4 +1,5 @@
-"""The emptiest mode's share per checkpoint, from latent_cells.py's csv: one panel per group, one line per run.
+"""The emptiest mode's share per checkpoint, from latent_cells.py's csv: one panel per group, one line per run
+(coloured and named: the runs whose last checkpoint leaves a mode under the held line; grey: the others).
 
     python benchmarks/latent_cells.py A --dataset grid25 --iters 20000:150000:5000 --no-plane
     python benchmarks/share_traces.py --out docs/traces.png "recipe=A/latent_cells.csv" "candidate=B/latent_cells.csv"
@@ -66,13 +67,18 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False, sharey=True)
     for ax, (label, runs) in zip(axes[0], groups):
-        for k, (run, points) in enumerate(runs.items()):
+        short = [run for run, points in runs.items() if points[-1][1] < HELD_SHARE]  # ends with a mode not held
+        for run, points in runs.items():
             xs, ys = zip(*points)
-            ax.plot([x / 1000 for x in xs], [max(y, FLOOR) for y in ys], color=f"C{k % 10}", lw=1.1, alpha=0.85, label=run)
+            lost = run in short
+            ax.plot([x / 1000 for x in xs], [max(y, FLOOR) for y in ys], lw=1.3 if lost else 0.8, alpha=0.9 if lost else 0.45,
+                    color=f"C{short.index(run) % 10}" if lost else "0.55", label=f"{run} (ends not held)" if lost else None)  # fmt: skip
+        ax.plot([], [], color="0.55", lw=0.8, label=f"the other {len(runs) - len(short)} runs")
         ax.axhline(HELD_SHARE, color="k", ls="--", lw=0.8)
-        ax.set(yscale="log", xlabel="iteration (k)", title=f"{label} ({len(runs)} runs)")
+        ax.set(yscale="log", xlabel="iteration (k)")
+        ax.set_title(f"{label} ({len(runs)} runs)", fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=6, loc="lower right")
     axes[0][0].set_ylabel("emptiest mode's share of a fair share")
     fig.suptitle(f"dashed: {HELD_SHARE}, below which a mode is not held; a share of 0 is drawn at {FLOOR:g}", fontsize=8)
     fig.tight_layout()
