@@ -6,7 +6,8 @@
 
 The share is the emptiest mode's high-quality samples over a fair share (1: balanced), on a log scale; the dashed
 line is HELD_SHARE, below which the benchmark's table counts a mode as not held. Prints, per group and checkpoint,
-the median share and how many runs are below the line, and per run the last checkpoint it was above the line.
+the median share and how many runs are below the line, and per run the last checkpoint it was below the line
+(during the blur of a grid run every mode is thin: the line is crossed for good after it, or never).
 """
 
 from __future__ import annotations
@@ -57,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         if not eq or not paths:
             p.error(f"{label!r}: give each group as LABEL=CSV[,CSV...]")
         runs: dict[str, list[tuple[int, float]]] = {}
-        for path in paths.split(","):
-            runs.update(read_traces(Path(path)))
+        for path in map(Path, paths.split(",")):
+            if not path.is_file():
+                p.error(f"{path}: no such file; give the latent_cells.csv that latent_cells.py wrote into its OUT directory")
+            runs.update(read_traces(path))
         groups.append((label, runs))
     import matplotlib
 

@@ -269,3 +269,6 @@ def test_share_traces_plots_each_group_and_counts_the_runs_below_the_held_share(
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "share_traces.py"), "--out", str(out), str(tmp_path / "a.csv")],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "give each group as LABEL=CSV" in bad.stderr
+    missing = subprocess.run([sys.executable, str(REPO / "benchmarks" / "share_traces.py"), "--out", str(out), f"A={tmp_path / 'nope.csv'}"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert missing.returncode == 2 and "nope.csv: no such file" in missing.stderr
