@@ -155,10 +155,14 @@ def main(argv: list[str] | None = None) -> int:
             panels += [(run.name, it, gen)] if a.plane else []
             print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     write_csv(a.out / "latent_cells.csv", FIELDS, rows)
-    drawn = a.plane and latent_dims == {2}
-    if drawn:
+    if not a.plane:
+        note = " (no plane drawn: --no-plane)"
+    elif latent_dims != {2}:
+        note = " (no plane drawn: the latent is not 2-d)"
+    else:
         draw(panels, len(iters), modes, dm.stds, inner, mark, a.out / "latent_cells.png")
-    print(f"wrote {a.out / 'latent_cells.csv'}" + (f" and {a.out / 'latent_cells.png'}" if drawn else " (no plane drawn: " + ("--no-plane)" if not a.plane else "the latent is not 2-d)")))
+        note = f" and {a.out / 'latent_cells.png'}"
+    print(f"wrote {a.out / 'latent_cells.csv'}{note}")
     return 0
 
 

@@ -30,8 +30,6 @@ def read_traces(path: Path) -> dict[str, list[tuple[int, float]]]:
         for row in csv.DictReader(f):
             if row["iteration"] != "last" and not math.isnan(share := float(row["min_share"])):
                 runs.setdefault(row["run"], []).append((int(row["iteration"]), share))
-    if not runs:
-        raise SystemExit(f"{path}: no numbered checkpoint with a min_share: run latent_cells.py with --iters 20000:150000:5000")
     return {run: sorted(points) for run, points in runs.items()}
 
 
@@ -61,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in map(Path, paths.split(",")):
             if not path.is_file():
                 p.error(f"{path}: no such file; give the latent_cells.csv that latent_cells.py wrote into its OUT directory")
-            runs.update(read_traces(path))
+            traces = read_traces(path)
+            if not traces:
+                p.error(f"{path}: no numbered checkpoint with a min_share: run latent_cells.py with --iters 20000:150000:5000")
+            runs.update(traces)
         groups.append((label, runs))
     import matplotlib
 
@@ -70,12 +71,11 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False, sharey=True)
     for ax, (label, runs) in zip(axes[0], groups):
-        short = [run for run, points in runs.items() if points[-1][1] < HELD_SHARE]  # ends with a mode not held
+        short = {run: k for k, run in enumerate(r for r, points in runs.items() if points[-1][1] < HELD_SHARE)}  # ends not held
         for run, points in runs.items():
             xs, ys = zip(*points)
-            lost = run in short
-            ax.plot([x / 1000 for x in xs], [max(y, FLOOR) for y in ys], lw=1.3 if lost else 0.8, alpha=0.9 if lost else 0.45,
-                    color=f"C{short.index(run) % 10}" if lost else "0.55", label=f"{run} (ends not held)" if lost else None)  # fmt: skip
+            style = dict(lw=1.3, alpha=0.9, color=f"C{short[run] % 10}", label=f"{run} (ends not held)") if run in short else dict(lw=0.8, alpha=0.45, color="0.55")
+            ax.plot([x / 1000 for x in xs], [max(y, FLOOR) for y in ys], **style)
         ax.plot([], [], color="0.55", lw=0.8, label=f"the other {len(runs) - len(short)} runs")
         ax.axhline(HELD_SHARE, color="k", ls="--", lw=0.8)
         ax.set(yscale="log", xlabel="iteration (k)")

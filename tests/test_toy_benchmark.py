@@ -272,3 +272,7 @@ def test_share_traces_plots_each_group_and_counts_the_runs_below_the_held_share(
     missing = subprocess.run([sys.executable, str(REPO / "benchmarks" / "share_traces.py"), "--out", str(out), f"A={tmp_path / 'nope.csv'}"],
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert missing.returncode == 2 and "nope.csv: no such file" in missing.stderr
+    (tmp_path / "final_only.csv").write_text("\n".join([fields, "s1,last,2,95,,,,0.6,x,nan"]) + "\n")
+    final = subprocess.run([sys.executable, str(REPO / "benchmarks" / "share_traces.py"), "--out", str(out), f"A={tmp_path / 'final_only.csv'}"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert final.returncode == 2 and "no numbered checkpoint with a min_share" in final.stderr
