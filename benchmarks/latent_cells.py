@@ -35,7 +35,12 @@ from ganforge.metrics.modes import HQ_STDS, interior_modes, nearest_modes
 from ganforge.toy_benchmark import EVAL_SEED, completed_checkpoints, offline_parser, write_csv
 
 FIELDS = ["run", "iteration", "latent_dim", "hq", "r_interior", "r_exterior", "interior_share", "min_share", "emptiest", "mark_share"]
-PLANE = 2.5  # the latent plane drawn: [-PLANE, PLANE]^2 (98.8% of a standard normal's mass)
+PLANE = 2.5  # the latent plane drawn for a Gaussian prior: [-PLANE, PLANE]^2 (98.8% of a standard normal's mass)
+
+
+def plane_extent(gen: torch.nn.Module) -> float:
+    """Half the side of the latent square drawn: the whole support of a uniform prior, U(-1, 1)^2; PLANE otherwise."""
+    return 1.0 if getattr(gen, "latent_dist", "normal") == "uniform" else PLANE
 
 
 def assign(gen: torch.nn.Module, z: torch.Tensor, modes: torch.Tensor, stds) -> torch.Tensor:
@@ -93,18 +98,19 @@ def draw(panels: list[tuple[str, str, torch.nn.Module]], cols: int, modes: torch
     from matplotlib.colors import ListedColormap
 
     n = 400
-    g = torch.linspace(-PLANE, PLANE, n)
-    z = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.45 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.6 * rows), squeeze=False)
     cmap = ListedColormap(["white", "#d4d4d4", "#6e6e6e", "#d62728"])  # off every mode, exterior, interior, --mark
     for ax, (run, it, gen) in zip(axes.flat, panels):
+        lim = plane_extent(gen)
+        g = torch.linspace(-lim, lim, n)
+        z = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
         lab = assign(gen, z, modes, stds)
         kind = torch.where(lab < 0, 0, 1 + inner[lab.clamp(min=0)].long())
         if mark is not None:
             kind[lab == mark] = 3
-        ax.imshow(kind.reshape(n, n).numpy(), origin="lower", extent=(-PLANE, PLANE, -PLANE, PLANE), cmap=cmap, vmin=-0.5, vmax=3.5, interpolation="nearest")
-        for radius in (1, 2):
+        ax.imshow(kind.reshape(n, n).numpy(), origin="lower", extent=(-lim, lim, -lim, lim), cmap=cmap, vmin=-0.5, vmax=3.5, interpolation="nearest")
+        for radius in (1, 2) if lim == PLANE else ():
             ax.add_patch(plt.Circle((0, 0), radius, fill=False, lw=0.4, ls=":", color="k"))
         ax.set_xticks([])
         ax.set_yticks([])
@@ -112,7 +118,9 @@ def draw(panels: list[tuple[str, str, torch.nn.Module]], cols: int, modes: torch
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     what = "light: an exterior mode, dark: an interior mode" + (f", red: mode {mode_name(modes[mark])}" if mark is not None else "")
-    fig.suptitle(f"G's latent plane, each z shaded by the mode G(z) lands on\n({what}, white: none; circles: ||z|| = 1, 2)", fontsize=7)
+    lims = {plane_extent(gen) for _, _, gen in panels}
+    frame = "; ".join(["circles: ||z|| = 1, 2"] * (PLANE in lims) + ["a uniform prior's panel: its whole square, [-1, 1]^2"] * (1.0 in lims))
+    fig.suptitle(f"G's latent plane, each z shaded by the mode G(z) lands on\n({what}, white: none; {frame})", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             xs, ys = zip(*points)
             style = dict(lw=1.3, alpha=0.9, color=f"C{short[run] % 10}", label=f"{run} (ends not held)") if run in short else dict(lw=0.8, alpha=0.45, color="0.55")
             ax.plot([x / 1000 for x in xs], [max(y, FLOOR) for y in ys], **style)
-        ax.plot([], [], color="0.55", lw=0.8, label=f"the other {len(runs) - len(short)} runs")
+        ax.plot([], [], color="0.55", lw=0.8, label=f"the other {len(runs) - len(short)} runs" if short else f"all {len(runs)} runs (none ends not held)")
         ax.axhline(HELD_SHARE, color="k", ls="--", lw=0.8)
         ax.set(yscale="log", xlabel="iteration (k)")
         ax.set_title(f"{label} ({len(runs)} runs)", fontsize=9)

@@ -276,3 +276,13 @@ def test_share_traces_plots_each_group_and_counts_the_runs_below_the_held_share(
     final = subprocess.run([sys.executable, str(REPO / "benchmarks" / "share_traces.py"), "--out", str(out), f"A={tmp_path / 'final_only.csv'}"],
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert final.returncode == 2 and "no numbered checkpoint with a min_share" in final.stderr
+
+
+def test_latent_cells_draws_a_uniform_priors_whole_square():
+    """The plane drawn is where the prior puts z: [-1, 1]^2 for U(-1, 1)^2, not the Gaussian's [-2.5, 2.5]^2."""
+    from conftest import load_benchmark
+
+    lc = load_benchmark("latent_cells.py")
+    uniform, normal, plain = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    uniform.latent_dist, normal.latent_dist = "uniform", "normal"
+    assert lc.plane_extent(uniform) == 1.0 and lc.plane_extent(normal) == lc.plane_extent(plain) == 2.5
