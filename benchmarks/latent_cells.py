@@ -33,6 +33,7 @@ import torch
 from ganforge.cli.sample import latents, load_generator, read_checkpoint
 from ganforge.cli.train import build_datamodule
 from ganforge.metrics.modes import HQ_STDS, interior_modes, nearest_modes
+from ganforge.models.common import latent_bound
 from ganforge.toy_benchmark import EVAL_SEED, completed_checkpoints, offline_parser, write_csv
 
 FIELDS = ["run", "iteration", "latent_dim", "hq", "r_interior", "r_exterior", "interior_share", "min_share", "emptiest", "mark_share"]
@@ -40,8 +41,8 @@ PLANE = 2.5  # the latent plane drawn for a Gaussian prior: [-PLANE, PLANE]^2 (9
 
 
 def plane_extent(gen: torch.nn.Module) -> float:
-    """Half the side of the latent square drawn: the whole support of a uniform prior, U(-1, 1)^2; PLANE otherwise."""
-    return 1.0 if getattr(gen, "latent_dist", "normal") == "uniform" else PLANE
+    """Half the side of the latent square drawn: the whole support of a bounded prior (U(-1, 1)^2); PLANE otherwise."""
+    return latent_bound(gen) or PLANE
 
 
 def assign(gen: torch.nn.Module, z: torch.Tensor, modes: torch.Tensor, stds) -> torch.Tensor:
@@ -102,8 +103,9 @@ def draw(panels: list[tuple[str, str, torch.nn.Module]], cols: int, modes: torch
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.6 * rows), squeeze=False)
     cmap = ListedColormap(["white", "#d4d4d4", "#6e6e6e", "#d62728"])  # off every mode, exterior, interior, --mark
+    lims = set()
     for ax, (run, it, gen) in zip(axes.flat, panels):
-        lim = plane_extent(gen)
+        lims.add(lim := plane_extent(gen))
         g = torch.linspace(-lim, lim, n)
         z = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
         lab = assign(gen, z, modes, stds)
@@ -119,8 +121,7 @@ def draw(panels: list[tuple[str, str, torch.nn.Module]], cols: int, modes: torch
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     what = "light: an exterior mode, dark: an interior mode" + (f", red: mode {mode_name(modes[mark])}" if mark is not None else "")
-    lims = {plane_extent(gen) for _, _, gen in panels}
-    frame = "; ".join(["circles: ||z|| = 1, 2"] * (PLANE in lims) + ["a uniform prior's panel: its whole square, [-1, 1]^2"] * (1.0 in lims))
+    frame = "; ".join(["circles: ||z|| = 1, 2"] * (PLANE in lims) + ["a uniform prior's panel: its whole square, [-1, 1]^2"] * bool(lims - {PLANE}))
     fig.suptitle(f"G's latent plane, each z shaded by the mode G(z) lands on\n({what}, white: none; {frame})", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=150)

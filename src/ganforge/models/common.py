@@ -20,9 +20,15 @@ def sample_latent(
     """z [n, gen.latent_dim] from the generator's prior: ``gen.latent_dist`` "normal" (N(0, I), the default for a
     generator without the attribute) or "uniform" (U(-1, 1)^d, as in DCGAN's and PacGAN's code)."""
     shape = (int(n), int(gen.latent_dim))
-    if getattr(gen, "latent_dist", "normal") == "uniform":
-        return torch.rand(shape, generator=generator, device=device).mul_(2).sub_(1)
+    if (bound := latent_bound(gen)) is not None:
+        return torch.rand(shape, generator=generator, device=device).mul_(2 * bound).sub_(bound)
     return torch.randn(shape, generator=generator, device=device)
+
+
+def latent_bound(gen: nn.Module) -> float | None:
+    """Half the side of the cube the generator's prior fills: 1.0 for "uniform" (U(-1, 1)^d), None for the
+    unbounded "normal" (the default for a generator without ``latent_dist``)."""
+    return 1.0 if getattr(gen, "latent_dist", "normal") == "uniform" else None
 
 
 def dcgan_init(module: nn.Module) -> None:
