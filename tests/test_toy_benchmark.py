@@ -287,3 +287,31 @@ def test_latent_cells_draws_a_uniform_priors_whole_square():
     uniform, normal, plain = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     uniform.latent_dist, normal.latent_dist = "uniform", "normal"
     assert lc.plane_extent(uniform) == 1.0 and lc.plane_extent(normal) == lc.plane_extent(plain) == 2.5
+
+
+def test_lost_modes_counts_runs_with_a_mode_not_held_and_tests_them_against_a_reference(tmp_path, capsys):
+    """benchmarks/lost_modes.py: the pre-registered reliability test (docs/mode_collapse_grid25_uniform_reliability_rule.md)."""
+    from conftest import load_benchmark
+
+    lm = load_benchmark("lost_modes.py")
+    head = "method,dataset,seed,status,modes,modes_held_100k"
+    own = [head, "ganforge,grid25,1,completed,25,25.0", "ganforge,grid25,2,completed,25,24.0",  # 2 counts 25, holds 24
+           "ganforge,grid25,3,running,,", "ganforge,ring8,4,completed,8,8.0"]  # fmt: skip
+    (tmp_path / "own.csv").write_text("\n".join(own) + "\n")
+    two = [head + ",sampler", "ganforge,grid25,5,completed,25,25.0,truncation 0.05", "ganforge,grid25,5,completed,25,23.0,untruncated"]
+    (tmp_path / "two.csv").write_text("\n".join(two) + "\n")
+    assert lm.main(["--dataset", "grid25", "--against", "5/44", "--sampler", "truncation 0.05", str(tmp_path / "own.csv"), str(tmp_path / "two.csv")]) == 0
+    out = capsys.readouterr().out
+    # seeds 1, 2, 5 (the running run and the ring8 run are not counted; seed 5 under the sampler asked for)
+    expected = sum(math.comb(3, k) * math.comb(44, 6 - k) for k in range(2)) / math.comb(47, 6)  # P(<= 1 of the 6 failures here)
+    assert "3 completed runs (seeds 1-5), 1 with a mode not held (seeds 2)" in out and f"p = {expected:.3f}" in out
+    assert lm.one_sided_p(0, 14, 5, 44) == pytest.approx(math.comb(44, 5) / math.comb(58, 5))  # 0.237: the rule's figure
+    with pytest.raises(SystemExit, match="seed 5 of grid25 is in the csvs twice.*pick one with --sampler"):
+        lm.main(["--dataset", "grid25", "--against", "5/44", str(tmp_path / "two.csv")])
+    (tmp_path / "old.csv").write_text("method,dataset,seed,status,modes\nganforge,grid25,7,completed,25\n")
+    with pytest.raises(SystemExit, match="no modes_held_100k for seed 7"):
+        lm.main(["--dataset", "grid25", "--against", "5/44", str(tmp_path / "old.csv")])
+    for bad in ("5", "x/44", "50/44"):
+        with pytest.raises(SystemExit):
+            lm.main(["--dataset", "grid25", "--against", bad, str(tmp_path / "own.csv")])
+        assert "give the reference as FAILED/RUNS" in capsys.readouterr().err
