@@ -19,9 +19,7 @@ from pathlib import Path
 
 from scipy.stats import fisher_exact
 
-from ganforge.data.toy import Grid25DataModule, Ring8DataModule
-
-DATASETS = {"ring8": Ring8DataModule, "grid25": Grid25DataModule}  # the benchmark's datasets, at their defaults
+from ganforge.toy_benchmark import N_MODES
 
 
 def read_runs(paths: list[Path], dataset: str, sampler: str | None) -> dict[int, dict]:
@@ -58,7 +56,7 @@ def one_sided_p(failed: int, runs: int, ref_failed: int, ref_runs: int) -> float
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("csvs", nargs="+", type=Path, help="runs.csv files of mode_collapse.py")
-    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p.add_argument("--dataset", required=True, choices=sorted(N_MODES))
     p.add_argument("--against", required=True, help="the reference: FAILED/RUNS, e.g. 5/44")
     p.add_argument("--sampler", help="only rows of this runs.csv `sampler`, e.g. 'truncation 0.05'")
     a = p.parse_args(argv)
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = read_runs(a.csvs, a.dataset, a.sampler)
     if not runs:
         p.error(f"no completed {a.dataset} run in {', '.join(map(str, a.csvs))}")
-    failed = failures(runs, len(DATASETS[a.dataset]().modes))
+    failed = failures(runs, N_MODES[a.dataset])
     pval = one_sided_p(len(failed), len(runs), int(ref_failed), int(ref_runs))
     seeds = sorted(runs)
     print(f"{a.dataset}: {len(runs)} completed runs (seeds {seeds[0]}-{seeds[-1]}), {len(failed)} with a mode not held"
