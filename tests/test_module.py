@@ -436,3 +436,19 @@ def test_instance_noise_blurs_what_d_sees_with_the_scheduled_std_and_ends_clean(
     with pytest.raises(ConfigError, match="instance_noise=-0.1"):
         make_module(instance_noise=-0.1)
     assert make_module(instance_noise=0.2).instance_noise_std(10**6) == 0.2  # no decay length: constant
+
+
+def test_instance_noise_schedule_is_piecewise_linear_between_knots_and_refuses_bad_ones():
+    m = make_module(instance_noise=[[0, 0.5], [10, 0.0], [20, 0.2], [40, 0.0]])
+    got = [m.instance_noise_std(t) for t in (0, 5, 10, 15, 20, 30, 40, 10**6)]
+    assert got == pytest.approx([0.5, 0.25, 0.0, 0.1, 0.2, 0.1, 0.0, 0.0])
+    assert make_module(instance_noise=[[0, 0.3]]).instance_noise_std(10**6) == 0.3
+    # the float form is the knots [[0, s], [N, 0]], with the old decay's values bit for bit
+    m = make_module(instance_noise=0.5, instance_noise_iters=50000)
+    assert m.noise_knots == [(0, 0.5), (50000, 0.0)]
+    assert all(m.instance_noise_std(t) == 0.5 * max(0.0, 1.0 - t / 50000) for t in range(0, 60000, 7))
+    for bad in ([[5, 0.5]], [[0, 0.5], [0, 0.1]], [[0, -0.1]], [[0, 0.5, 1]]):
+        with pytest.raises(ConfigError, match="a schedule is a list of \\[iteration, std\\] pairs"):
+            make_module(instance_noise=bad)
+    with pytest.raises(ConfigError, match="instance_noise_iters=null"):
+        make_module(instance_noise=[[0, 0.5]], instance_noise_iters=10)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import lightning as L
@@ -45,6 +45,31 @@ def incompatibility(loss: GANLoss, discriminator: nn.Module, compile: bool = Fal
     return None
 
 
+def noise_knots(std: float | Sequence[Sequence[float]], iters: int | None = None) -> list[tuple[int, float]]:
+    """The instance noise's schedule as ``[(iteration, std), ...]`` knots from iteration 0 (the std linear between
+    knots, the last one's after): ``std`` constant, decayed linearly to 0 over ``iters``, or given as knots.
+    A bad schedule raises one line naming the fix."""
+    if isinstance(std, (int, float)):
+        if std < 0 or (iters is not None and iters < 1):
+            raise ConfigError(
+                f"instance_noise={std}, instance_noise_iters={iters}: the std must be >= 0 "
+                "and the decay length >= 1 iteration (null = constant)"
+            )
+        return [(0, float(std))] if iters is None or std == 0 else [(0, float(std)), (int(iters), 0.0)]
+    try:
+        knots = [(int(t), float(v)) for t, v in std]
+    except (TypeError, ValueError):
+        knots = []
+    ok = bool(knots) and knots[0][0] == 0 and all(v >= 0 for _, v in knots)
+    ok = ok and all(t1 > t0 for (t0, _), (t1, _) in zip(knots, knots[1:]))
+    if not ok or iters is not None:
+        raise ConfigError(
+            f"instance_noise={list(std)}: a schedule is a list of [iteration, std] pairs starting at iteration 0, "
+            "iterations increasing, stds >= 0, with instance_noise_iters=null (e.g. [[0, 0.5], [50000, 0.1], [150000, 0]])"
+        )
+    return knots
+
+
 class GANModule(L.LightningModule):
     """Alternating D/G training with manual optimization.
 
@@ -70,7 +95,9 @@ class GANModule(L.LightningModule):
         instance_noise: std of Gaussian noise added to every sample D sees in training, real and fake alike
             (Sønderby et al. 2016; Arjovsky & Bottou 2017): both distributions blurred by the same kernel
             overlap, so D's gradient reaches G's samples far from the data instead of vanishing off its
-            support. 0 = off. Validation (``val/jsd_d``) scores D on clean samples.
+            support. 0 = off. Validation (``val/jsd_d``) scores D on clean samples. Or a schedule: a list
+            of ``[iteration, std]`` knots from iteration 0, the std linear between them and the last std after
+            (``[[0, 0.5], [50000, 0.1], [150000, 0]]``).
         instance_noise_iters: the std decays linearly from ``instance_noise`` to 0 over these iterations
             (None = constant), coarse to fine: at the end D and G play the clean game again.
         iters_per_batch: GAN iterations per Lightning batch (the batch then holds
@@ -97,7 +124,7 @@ class GANModule(L.LightningModule):
         noise_seed: int = 0,
         compile: bool = False,
         iters_per_batch: int = 1,
-        instance_noise: float = 0.0,
+        instance_noise: float | Sequence[Sequence[float]] = 0.0,
         instance_noise_iters: int | None = None,
     ) -> None:
         super().__init__()
@@ -107,11 +134,7 @@ class GANModule(L.LightningModule):
             raise ValueError(f"iters_per_batch must be >= 1, got {iters_per_batch}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
-        if instance_noise < 0 or (instance_noise_iters is not None and instance_noise_iters < 1):
-            raise ConfigError(
-                f"instance_noise={instance_noise}, instance_noise_iters={instance_noise_iters}: the std must be >= 0 "
-                "and the decay length >= 1 iteration (null = constant)"
-            )
+        knots = noise_knots(instance_noise, instance_noise_iters)
         if problem := incompatibility(loss, discriminator, compile):
             raise ConfigError(problem)
         self.automatic_optimization = False
@@ -127,8 +150,7 @@ class GANModule(L.LightningModule):
         self.d_steps, self.g_steps, self.iters_per_batch = int(d_steps), int(g_steps), int(iters_per_batch)
         self.grad_clip, self.ema_decay = grad_clip, float(ema_decay)
         self.log_every, self.noise_seed = max(1, int(log_every)), int(noise_seed)
-        self.instance_noise = float(instance_noise)
-        self.instance_noise_iters = None if instance_noise_iters is None else int(instance_noise_iters)
+        self.noise_knots = knots  # [(iteration, std), ...] from iteration 0: the instance noise's schedule
         self._noise: torch.Generator | None = None
         self._noise_state_to_load: Tensor | None = None
         self._lean = False
@@ -273,9 +295,11 @@ class GANModule(L.LightningModule):
     def instance_noise_std(self, iteration: int | None = None) -> float:
         """The std of the instance noise at ``iteration`` (default: the current one)."""
         t = self.global_step if iteration is None else iteration
-        if self.instance_noise_iters is None:
-            return self.instance_noise
-        return self.instance_noise * max(0.0, 1.0 - t / self.instance_noise_iters)
+        for (t0, s0), (t1, s1) in zip(self.noise_knots, self.noise_knots[1:]):
+            if t < t1:
+                f = (t - t0) / (t1 - t0)
+                return s0 * (1.0 - f) + s1 * f  # a decay to 0 from iteration 0 is s0 * (1 - t / t1), bit for bit
+        return self.noise_knots[-1][1]
 
     def _blur(self, x: Tensor) -> Tensor:
         """``x`` plus this iteration's instance noise (drawn, like the latents, for the global batch)."""

@@ -108,7 +108,7 @@ def build(cfg: DictConfig) -> Run:
         noise_seed=cfg.seed,
         compile=bool(cfg.get("compile", False)),
         iters_per_batch=k,
-        instance_noise=float(cfg.get("instance_noise", 0.0)),
+        instance_noise=OmegaConf.to_object(n) if OmegaConf.is_config(n := cfg.get("instance_noise", 0.0)) else n,
         instance_noise_iters=cfg.get("instance_noise_iters"),
     )
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
