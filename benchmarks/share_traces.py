@@ -3,11 +3,18 @@
 
     python benchmarks/latent_cells.py A --dataset grid25 --iters 20000:150000:5000 --no-plane
     python benchmarks/share_traces.py --out docs/traces.png "recipe=A/latent_cells.csv" "candidate=B/latent_cells.csv"
+    python benchmarks/share_traces.py --out docs/traces.png "recipe=A/latent_cells.csv" "candidate=B/latent_cells.csv" \\
+        --earlier candidate,recipe     # and does the candidate settle earlier? (Mann-Whitney)
 
 The share is the emptiest mode's high-quality samples over a fair share (1: balanced), on a log scale; the dashed
 line is HELD_SHARE, below which the benchmark's table counts a mode as not held. Prints, per group and checkpoint,
 the median share and how many runs are below the line, and per run the last checkpoint it was below the line
 (during the blur of a grid run every mode is thin: the line is crossed for good after it, or never).
+
+A run's *settle time* is one checkpoint interval after that last checkpoint below the line (its first checkpoint if
+none is; "never" if its last is below, ranked after every number). ``--earlier A,B`` prints each run's settle time
+and tests whether group A settles earlier than group B: Mann-Whitney U, one-sided, scipy's, ties corrected for
+(the pre-registered measure of docs/mode_collapse_grid25_noise_tail_rule.md).
 """
 
 from __future__ import annotations
@@ -46,10 +53,41 @@ def summary(label: str, runs: dict[str, list[tuple[int, float]]]) -> list[str]:
     return lines
 
 
+def settle_time(points: list[tuple[int, float]]) -> float:
+    """One checkpoint interval after the last checkpoint under HELD_SHARE (the first if none is); inf if the last is."""
+    if len(points) < 2:
+        raise SystemExit(f"a settle time needs two or more checkpoints, got {points}: run latent_cells.py with --iters START:STOP:STEP")
+    if points[-1][1] < HELD_SHARE:
+        return math.inf
+    under = [i for i, s in points if s < HELD_SHARE]
+    return float(under[-1] + points[1][0] - points[0][0]) if under else float(points[0][0])
+
+
+def earlier_p(times: list[float], reference: list[float]) -> float:
+    """One-sided Mann-Whitney p that ``times`` are not earlier than ``reference`` (alternative: earlier)."""
+    from scipy.stats import mannwhitneyu
+
+    big = 2 * max([t for t in times + reference if math.isfinite(t)], default=1.0) + 1.0  # "never": last, all tied
+    a, b = ([t if math.isfinite(t) else big for t in xs] for xs in (times, reference))
+    return float(mannwhitneyu(a, b, alternative="less").pvalue)
+
+
+def settle_report(label: str, runs: dict[str, list[tuple[int, float]]]) -> tuple[list[str], list[float]]:
+    """Each run's settle time, and a line with their range and median."""
+    times = {run: settle_time(points) for run, points in runs.items()}
+    k = lambda t: "never" if math.isinf(t) else f"{t / 1000:g}k"  # noqa: E731
+    finite = sorted(t for t in times.values() if math.isfinite(t))
+    lines = [f"  {run}: settled {k(t)}" for run, t in times.items()]
+    lines.append(f"{label}: {len(times)} runs, settled {k(finite[0]) + '-' + k(finite[-1]) if finite else 'none'}, "
+                 f"median {k(statistics.median(times.values()))}, never: {sum(math.isinf(t) for t in times.values())}")
+    return lines, list(times.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("groups", nargs="+", help='"LABEL=CSV[,CSV...]" (latent_cells.csv files)')
     p.add_argument("--out", type=Path, required=True, help="the figure (.png)")
+    p.add_argument("--earlier", metavar="A,B", help="test whether group A settles earlier than group B (labels)")
     a = p.parse_args(argv)
     groups = []
     for label, eq, paths in (g.partition("=") for g in a.groups):
@@ -64,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                 p.error(f"{path}: no numbered checkpoint with a min_share: run latent_cells.py with --iters 20000:150000:5000")
             runs.update(traces)
         groups.append((label, runs))
+    if a.earlier:
+        pair = a.earlier.split(",")
+        if len(pair) != 2 or not set(pair) <= {label for label, _ in groups} or pair[0] == pair[1]:
+            p.error(f"--earlier {a.earlier}: give two different group labels, A,B, of {', '.join(label for label, _ in groups)}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     plt.close(fig)
     for label, runs in groups:
         print("\n".join(summary(label, runs)))
+    if a.earlier:
+        (lines_a, times_a), (lines_b, times_b) = (settle_report(g, dict(groups)[g]) for g in a.earlier.split(","))
+        print("\n".join(lines_a + lines_b))
+        print(f"{a.earlier.replace(',', ' settles earlier than ')}? Mann-Whitney U, one-sided: p = {earlier_p(times_a, times_b):.3f}")
     print(f"written: {a.out}")
     return 0
 

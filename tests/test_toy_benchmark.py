@@ -315,3 +315,30 @@ def test_lost_modes_counts_runs_with_a_mode_not_held_and_tests_them_against_a_re
         with pytest.raises(SystemExit):
             lm.main(["--dataset", "grid25", "--against", bad, str(tmp_path / "own.csv")])
         assert "give the reference as FAILED/RUNS" in capsys.readouterr().err
+
+
+
+def test_share_traces_settle_times_and_the_earlier_test(tmp_path):
+    """share_traces.py --earlier: the pre-registered measure of docs/mode_collapse_grid25_noise_tail_rule.md."""
+    from conftest import load_benchmark, run_benchmark
+
+    st = load_benchmark("share_traces.py")
+    assert st.settle_time([(20000, 0.0), (25000, 0.3), (30000, 0.05), (35000, 0.5), (40000, 0.6)]) == 35000  # last dip at 30k
+    assert st.settle_time([(20000, 0.2), (25000, 0.3)]) == 20000  # never under: settled from the first checkpoint
+    assert st.settle_time([(20000, 0.2), (25000, 0.09)]) == math.inf  # still under at the end: never
+    # no ties: scipy's exact U distribution, P(U <= 0) for 2 against 3 = 1 / C(5, 2)
+    assert st.earlier_p([1e3, 2e3], [3e3, 4e3, 5e3]) == pytest.approx(0.1)
+    assert st.earlier_p([math.inf, 5e3], [1e3, 2e3]) > 0.5  # "never" ranks last
+    fields = "run,iteration,latent_dim,hq,r_interior,r_exterior,interior_share,min_share,emptiest,mark_share"
+    rows = {"new.csv": ["s1,20000,2,5,,,,0.0,x,nan", "s1,25000,2,90,,,,0.2,x,nan", "s2,20000,2,5,,,,0.0,x,nan", "s2,25000,2,90,,,,0.3,x,nan"],
+            "ref.csv": ["s3,20000,2,5,,,,0.0,x,nan", "s3,25000,2,90,,,,0.0,x,nan", "s4,20000,2,5,,,,0.05,x,nan", "s4,25000,2,90,,,,0.5,x,nan"]}  # fmt: skip
+    for name, lines in rows.items():
+        (tmp_path / name).write_text("\n".join([fields, *lines]) + "\n")
+    args = ["--out", str(tmp_path / "t.png"), f"new={tmp_path / 'new.csv'}", f"ref={tmp_path / 'ref.csv'}"]
+    text = run_benchmark("share_traces.py", *args, "--earlier", "new,ref")
+    assert "s1: settled 25k" in text and "s3: settled never" in text
+    assert "ref: 2 runs, settled 25k-25k, median never, never: 1" in text
+    assert f"new settles earlier than ref? Mann-Whitney U, one-sided: p = {st.earlier_p([25e3, 25e3], [math.inf, 25e3]):.3f}" in text
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "share_traces.py"), *args, "--earlier", "new,other"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "give two different group labels" in bad.stderr
