@@ -133,6 +133,7 @@ def test_one_command_benchmark_smoke(tmp_path):
     assert {r["threads"] for r in rows} == {"1"} and all(re.fullmatch(r"[0-9a-f]{10}(\+dirty)?", r["commit"]) for r in rows)  # the run's environment
     assert {(r["method"], r["dataset"]) for r in rows} == {(m, d) for m in ("pacgan3", "ganforge") for d in ("ring8", "grid25")}
     assert all(int(r["iterations"]) == 20 and 0 <= float(r["hq_percent"]) <= 100 and r["seed"] == "3" for r in rows)
+    assert all(0 <= float(r["val_jsd_d"]) + 0.05 and float(r["val_jsd_d"]) <= math.log(2) for r in rows)  # D's estimate at iteration 20
     text = (out / "table.md").read_text()
     assert "GAN (published)" in text and "ganforge recipe" in text and "Command:" in text and "| grid25 mode width | runs |" in text
     assert all(float(r["mode_width"]) > 0 or r["mode_width"] == "nan" for r in rows)  # NaN: no HQ sample after 20 iterations
@@ -164,6 +165,12 @@ def test_one_command_benchmark_smoke(tmp_path):
     assert (cells["run"], cells["iteration"], cells["latent_dim"], cells["r_interior"]) == ("ring8-seed3", "last", "2", "nan")  # no interior mode on the ring
     assert float(cells["hq"]) == pytest.approx(float(plain["hq_all"]), abs=1e-6) and (out / "latent_cells.png").stat().st_size > 1000
     assert math.isnan(share) == math.isnan(float(cells["min_share"])) and (math.isnan(share) or float(cells["min_share"]) == pytest.approx(share, abs=1e-6))
+    # ... and what its D tells G about its emptiest mode, beside the run's own logged val/jsd_d
+    mp = subprocess.run([sys.executable, str(REPO / "benchmarks" / "mode_pull.py"), str(out), "--method", "pacgan3", "--dataset", "ring8", "--pool", "3000"],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert mp.returncode == 0, mp.stdout[-2000:] + mp.stderr[-3000:]
+    (pull,) = csv.DictReader(open(out / "mode_pull.csv"))
+    assert (pull["run"], pull["iteration"]) == ("ring8-seed3", "20") and 0 <= int(pull["emptiest"]) < 8 and math.isfinite(float(pull["val_jsd_d"]))
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "latent_cells.py"), str(out), "--method", "pacgan3", "--mark", "1,1"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "--mark 1,1 is not a mode of ring8" in bad.stderr
@@ -342,3 +349,36 @@ def test_share_traces_settle_times_and_the_earlier_test(tmp_path):
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "share_traces.py"), *args, "--earlier", "new,other"],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "give two different group labels" in bad.stderr
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_mode_pull_reads_ds_view_of_the_emptiest_mode_and_the_direction_g_is_moved(pack, sign):
+    """benchmarks/mode_pull.py on a hand-made D whose logit peaks (sign +1) or dips (-1) at the one mode G leaves
+    empty: D's logit gap on that mode's reals has the sign of the peak, and G's loss moves every sample around it
+    straight toward it (cosine +1) or straight away (-1), through the packing."""
+    from conftest import load_benchmark
+
+    mp = load_benchmark("mode_pull.py")
+    modes, stds, hole = torch.tensor([[-2.0, 0.0], [0.0, 0.0], [2.0, 0.0]]), torch.full((3,), 0.05), torch.tensor([0.0, 0.0])
+
+    class D(torch.nn.Module):  # logit of a pack: sign * the sum over its samples of -||x - hole||
+        def __init__(self):
+            super().__init__()
+            self.pack = pack
+
+        def forward(self, x):
+            return -sign * (x - hole).norm(dim=1).reshape(-1, self.pack).sum(1)
+
+    g = torch.Generator().manual_seed(0)
+    noise = 0.05 * torch.randn(400, 2, generator=g).clamp(-2, 2)  # within 2.83 stds of its mode: every one high quality
+    held = torch.cat([modes[0] + noise[:200], modes[2] + noise[200:]])
+    bridges = torch.stack([torch.linspace(-1.5, 1.5, 40), torch.full((40,), 0.4)], 1)  # off every mode, within 2.15 of the hole
+    labels = torch.arange(3).repeat_interleave(50)
+    reals = modes[labels] + 0.05 * torch.randn(150, 2, generator=g)
+    row = mp.analyse(torch.nn.Identity(), D(), modes, stds, torch.cat([held, bridges]), reals, labels, reals[: pack - 1])
+    assert row["emptiest"] == 1 and row["share"] == 0.0 and row["ideal_gap"] == pytest.approx(math.log(200))
+    assert row["logit_gap"] == pytest.approx(sign * 2.0, abs=0.1)  # the hole's reals at ~0, the others' at ~-2 (x sign)
+    assert row["n_bridge"] == 40 and row["n_neighbour"] == 400  # both held modes lie at spacing 2 < 2 + 3 stds
+    assert row["bridge_cos"] == pytest.approx(sign, abs=1e-5) and row["neighbour_cos"] == pytest.approx(sign, abs=1e-5)
+    assert row["bridge_norm"] > 0

@@ -10,7 +10,7 @@ KL(histogram of HQ samples over modes || uniform)) and writes, in ``--out``:
   the published rows, then each dataset's *mode width* (HQ samples' RMS distance to their mode over the data's:
   what HQ cannot see, since modes drawn too narrow score higher), with the command, commit, machine and wall time,
   and the runs with a mode the 2,500 samples count but G does not hold (see ``HELD_SHARE``);
-- ``runs.csv``: one row per run; ``scatter_<method>_<dataset>.png``: one panel per seed against the true modes.
+- ``runs.csv``: one row per run (with its last logged ``val/jsd_d``, D's held-out JSD estimate); ``scatter_<method>_<dataset>.png``: one panel per seed against the true modes.
 
 Sweeps are resumable (see :mod:`ganforge.sweeps`): re-running the command skips finished runs.
 """
@@ -127,6 +127,7 @@ class RunResult:
     span: tuple[str, str] = ("", "")  # started, finished (ISO times from status.json)
     iters: int = 0
     weights: str = ""  # the generator scored: g_ema (the EMA copy, when the run kept one) or generator
+    jsd_d: float = math.nan  # the run's last logged val/jsd_d (D's held-out JSD estimate, of packs when D packs), at its last iteration
     samples: torch.Tensor | None = None
 
 
@@ -156,6 +157,7 @@ def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None =
     from ganforge.cli.sample import load_generator, sample
     from ganforge.cli.train import build_datamodule
     from ganforge.rejection import calibrate_jacobian_threshold
+    from ganforge.report import read_metrics
 
     st = read_status(run_dir)
     if st is None:
@@ -178,6 +180,7 @@ def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None =
     pool = mode_coverage(torch.from_numpy(sample(gen, POOL_SAMPLES, seed=POOL_SEED, jacobian_truncation=q, jacobian_limit=limit)), dm.modes, dm.stds)
     res.held, res.min_share = float(modes_held(pool.counts)), pool.min_share
     res.iters, res.weights = int(meta.get("global_step") or 0), meta["weights"]
+    res.jsd_d = dict(read_metrics(run_dir).get("val/jsd_d", [])).get(res.iters, math.nan)  # no mode labels needed
     return res
 
 
@@ -321,9 +324,10 @@ def write_outputs(results: list[RunResult], methods: list[str], datasets: list[s
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "dataset", "seed", "status", "modes", "hq_percent", "reverse_kl", "mode_width", "modes_held_100k", "min_share_100k",
-                    "iterations", "wall_s", "threads", "commit", "generator"])  # fmt: skip
+                    "iterations", "wall_s", "threads", "commit", "generator", "val_jsd_d"])  # fmt: skip
         for r in results:
-            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.held, r.min_share, r.iters, r.wall_s, r.threads, r.commit, r.weights])
+            w.writerow([r.method, r.dataset, r.seed, r.status, r.modes, r.hq, r.kl, r.width, r.held, r.min_share, r.iters, r.wall_s, r.threads, r.commit, r.weights,
+                        r.jsd_d])  # fmt: skip
     crossed = [f"{r.method} {r.dataset} seed {r.seed} ({r.modes - r.held:.0f})" for r in results if r.held < r.modes]
     ended = [r for r in results if r.status != "running"]  # a run still training (--summarize-only mid-sweep) has no run time yet
     walls = [r.wall_s for r in ended if not math.isnan(r.wall_s)]
