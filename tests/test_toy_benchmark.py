@@ -382,3 +382,19 @@ def test_mode_pull_reads_ds_view_of_the_emptiest_mode_and_the_direction_g_is_mov
     assert row["n_bridge"] == 40 and row["n_neighbour"] == 400  # both held modes lie at spacing 2 < 2 + 3 stds
     assert row["bridge_cos"] == pytest.approx(sign, abs=1e-5) and row["neighbour_cos"] == pytest.approx(sign, abs=1e-5)
     assert row["bridge_norm"] > 0
+
+
+def test_packed_histogram_jsd_matches_the_closed_form_for_missing_bins():
+    """JSD(P^pack || Q^pack) for Q = P uniform over 25 bins with j bins emptied: a pack holding a sample of an
+    emptied bin is P's alone (weight 1 - b, b = (1 - j/25)^pack), the rest have Q/P = 1/b. Packing amplifies it."""
+    from conftest import load_benchmark
+
+    mp = load_benchmark("mode_pull.py")
+    p = torch.full((25,), 1 / 25)
+    assert mp.packed_histogram_jsd(p, p, 6) == 0.0
+    for j, pack in ((1, 1), (1, 6), (4, 6)):
+        q = torch.cat([torch.zeros(j), torch.full((25 - j,), 1 / (25 - j))])
+        b = (1 - j / 25) ** pack
+        exact = 0.5 * ((1 - b) * math.log(2) + b * math.log(2 / (1 + 1 / b))) + 0.5 * math.log(2 / (1 + b))
+        assert mp.packed_histogram_jsd(p, q, pack) == pytest.approx(exact, abs=0.003)
+    assert mp.packed_histogram_jsd(p, torch.cat([torch.zeros(1), torch.full((24,), 1 / 24)]), 6) > 5 * 0.0141  # 0.082 against 0.014 unpacked
