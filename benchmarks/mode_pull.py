@@ -13,7 +13,7 @@ its nearest mode; the emptiest mode m* is the one with the fewest. Then:
   highest on the real samples of the emptiest mode. ``logit_gap``: the mean logit over m*'s real samples minus
   the median over the modes of each mode's mean (--real real samples per mode; a packed D scores each beside one
   fixed set of pack - 1 real companions, as in ganforge.rejection). ``ideal_gap``: the same for an optimal D,
-  log(median share / m*'s share) (with m*'s count floored at 1).
+  log(median share / m*'s share) (with m*'s count floored at 1; modes of equal weight, as on the ring and grid).
 - **Does G's gradient lead there?** G's samples are packed as in G's update (pack fakes a group) and
   ``-d/dx softplus(-D(pack))`` is the direction G's loss moves each sample (checkpoints are read without the
   instance noise a run may still add to its fakes). Around m*, in an annulus further than 3 stds and within one
@@ -102,8 +102,9 @@ def pull(x: torch.Tensor, d: torch.Tensor, centre: torch.Tensor, inner: float, o
 
 
 def analyse(gen: torch.nn.Module, disc: torch.nn.Module, modes: torch.Tensor, stds: torch.Tensor, z: torch.Tensor,
-            reals: torch.Tensor, labels: torch.Tensor, companions: torch.Tensor, seed: int = 0) -> dict:  # fmt: skip
-    """The row of one checkpoint (without run and iteration); see the module's docstring."""
+            reals: torch.Tensor, labels: torch.Tensor, companions: torch.Tensor, seed: int = 0, weights: torch.Tensor | None = None) -> dict:  # fmt: skip
+    """The row of one checkpoint (without run and iteration); see the module's docstring. ``weights`` [K]: the
+    data's mixture weights (equal when None), for ``hist_jsd``."""
     k = modes.shape[0]
     with torch.no_grad():
         x = torch.cat([gen(c) for c in z.split(4096)]).float()
@@ -112,9 +113,10 @@ def analyse(gen: torch.nn.Module, disc: torch.nn.Module, modes: torch.Tensor, st
     counts = torch.bincount(near[hq], minlength=k).double()
     m = int(counts.argmin())
     fair = counts.sum() / k
-    # the same over bins (the K modes, then "off every mode"): the data puts 1 - P(r > 3 stds) evenly on the modes
+    # the same over bins (the K modes, then "off every mode"): the data puts 1 - P(r > 3 stds) on the modes, by weight
     off = math.exp(-(HQ_STDS**2) / 2) if modes.shape[1] == 2 else float(torch.special.gammaincc(torch.tensor(modes.shape[1] / 2), torch.tensor(HQ_STDS**2 / 2)))
-    p_bins = torch.cat([torch.full((k,), (1 - off) / k, dtype=torch.double), torch.tensor([off], dtype=torch.double)])
+    w = torch.ones(k, dtype=torch.double) if weights is None else weights.double()
+    p_bins = torch.cat([(1 - off) * w / w.sum(), torch.tensor([off], dtype=torch.double)])
     q_bins = torch.cat([counts, (~hq).sum().double()[None]]) / len(x)
     mean_logit = mode_logits(disc, reals, labels, companions, k)
     d = descent_directions(disc, x, torch.Generator().manual_seed(seed))
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             companions, _ = dm.sample(int(getattr(disc, "pack", 1)) - 1, generator=g)
             step = meta["global_step"] if it == "last" else int(it)
             z = latents(gen, a.pool, seed=EVAL_SEED)
-            row = {"run": name, "iteration": step, "val_jsd_d": jsd.get(step, math.nan), **analyse(gen, disc, dm.modes, dm.stds, z, reals, labels, companions)}
+            row = {"run": name, "iteration": step, "val_jsd_d": jsd.get(step, math.nan), **analyse(gen, disc, dm.modes, dm.stds, z, reals, labels, companions, weights=dm.weights)}
             rows.append(row)
             print(f"{name} @ {row['iteration']}: val/jsd_d {row['val_jsd_d']:.3f}; emptiest {row['emptiest']} at {row['share']:.3f} of a fair share; "
                   f"logit gap {row['logit_gap']:+.2f} (ideal {row['ideal_gap']:+.2f}); bridges {row['n_bridge']}: cos "
