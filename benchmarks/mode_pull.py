@@ -41,14 +41,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ganforge.cli.sample import latents, load_discriminator, load_generator
+from ganforge.cli.sample import latents, load_discriminator, load_generator, read_checkpoint
 from ganforge.cli.train import build_datamodule
 from ganforge.metrics.modes import HQ_STDS, nearest_modes
 from ganforge.report import read_metrics
 from ganforge.toy_benchmark import EVAL_SEED, completed_checkpoints, write_csv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latent_cells import expand_iters  # noqa: E402  (a sibling script)
+from latent_cells import checkpoint, expand_iters  # noqa: E402  (a sibling script)
 
 FIELDS = ["run", "iteration", "val_jsd_d", "hist_jsd", "emptiest", "share", "logit_gap", "ideal_gap", "bridge_cos", "bridge_cos_others", "bridge_norm", "n_bridge",
           "neighbour_cos", "neighbour_cos_others", "n_neighbour"]  # fmt: skip
@@ -114,7 +114,7 @@ def analyse(gen: torch.nn.Module, disc: torch.nn.Module, modes: torch.Tensor, st
     m = int(counts.argmin())
     fair = counts.sum() / k
     # the same over bins (the K modes, then "off every mode"): the data puts 1 - P(r > 3 stds) on the modes, by weight
-    off = math.exp(-(HQ_STDS**2) / 2) if modes.shape[1] == 2 else float(torch.special.gammaincc(torch.tensor(modes.shape[1] / 2), torch.tensor(HQ_STDS**2 / 2)))
+    off = float(torch.special.gammaincc(torch.tensor(modes.shape[1] / 2, dtype=torch.float64), torch.tensor(HQ_STDS**2 / 2, dtype=torch.float64)))  # P(chi^2_dim > 9)
     w = torch.ones(k, dtype=torch.double) if weights is None else weights.double()
     p_bins = torch.cat([(1 - off) * w / w.sum(), torch.tensor([off], dtype=torch.double)])
     q_bins = torch.cat([counts, (~hq).sum().double()[None]]) / len(x)
@@ -135,17 +135,6 @@ def analyse(gen: torch.nn.Module, disc: torch.nn.Module, modes: torch.Tensor, st
     return row
 
 
-def checkpoints(run_dir: Path, iters: list[str]) -> list[tuple[str, Path]]:
-    """(iteration label, path) of the run's checkpoints named by ``iters`` ("last", or iteration numbers)."""
-    out = []
-    for it in iters:
-        p = run_dir / "checkpoints" / ("last.ckpt" if it == "last" else f"iter_{int(it):06d}.ckpt")
-        if not p.is_file():
-            raise SystemExit(f"error: {p} does not exist: list the run's checkpoints/ for the iterations it kept")
-        out.append((it, p))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="a --out directory of benchmarks/mode_collapse.py")
@@ -157,30 +146,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", type=int, default=400, help="real samples per mode for D's logits")
     a = p.parse_args(argv)
     base = a.out / a.method
-    if a.runs:
-        runs = [(name, base / name) for name in a.runs.split(",")]
-    else:
-        runs = [(name, ckpt.parent.parent) for name, ckpt in completed_checkpoints(base, a.dataset)]
-    if not runs:
-        print(f"no completed {a.dataset} runs under {base}", file=sys.stderr)
-        return 1
+    runs = [base / r for r in a.runs.split(",")] if a.runs else [base / name for name, _ in completed_checkpoints(base, a.dataset)]
+    try:
+        iters = expand_iters(a.iters)
+    except ValueError:
+        p.error(f"--iters {a.iters}: give iterations like 35000,40000, a range like 20000:150000:5000, or last")
+    missing = [str(checkpoint(r, it)) for r in runs for it in iters if not checkpoint(r, it).is_file()]
+    if not runs or missing:
+        p.error(f"no checkpoint {missing[0] if missing else f'of a completed run {a.dataset}-seed* under {base}'}: train first, or pick --iters from its checkpoints/")
+    # every run's data (one --dataset): the real samples per mode and a packed D's companions, drawn once
+    cfg = read_checkpoint(checkpoint(runs[0], iters[0]))[1]["config"]
+    dm = build_datamodule(cfg["dataset"])
+    g = torch.Generator().manual_seed(0)
+    k = dm.modes.shape[0]
+    labels = torch.arange(k).repeat_interleave(a.real)
+    reals = dm.modes[labels] + dm.stds[labels, None] * torch.randn(len(labels), dm.modes.shape[1], generator=g)
+    companions, _ = dm.sample(int(cfg.get("pack", 1)) - 1, generator=g)  # pack - 1 of them: D's packing, as load_discriminator builds it
     rows = []
-    for name, run_dir in runs:
-        jsd = dict(read_metrics(run_dir).get("val/jsd_d", []))  # the run's own held-out JSD estimate, where it logged one
-        for it, ckpt in checkpoints(run_dir, expand_iters(a.iters)):
-            gen, meta = load_generator(ckpt, ema=False)
-            disc = load_discriminator(ckpt)
-            dm = build_datamodule(meta["config"]["dataset"])
-            g = torch.Generator().manual_seed(0)
-            k = dm.modes.shape[0]
-            labels = torch.arange(k).repeat_interleave(a.real)
-            reals = dm.modes[labels] + dm.stds[labels, None] * torch.randn(len(labels), dm.modes.shape[1], generator=g)
-            companions, _ = dm.sample(int(getattr(disc, "pack", 1)) - 1, generator=g)
+    for run in runs:
+        jsd = dict(read_metrics(run).get("val/jsd_d", []))  # the run's own held-out JSD estimate, where it logged one
+        for it in iters:
+            gen, meta = load_generator(checkpoint(run, it), ema=False)
+            disc = load_discriminator(checkpoint(run, it))
             step = meta["global_step"] if it == "last" else int(it)
             z = latents(gen, a.pool, seed=EVAL_SEED)
-            row = {"run": name, "iteration": step, "val_jsd_d": jsd.get(step, math.nan), **analyse(gen, disc, dm.modes, dm.stds, z, reals, labels, companions, weights=dm.weights)}
+            row = {"run": run.name, "iteration": step, "val_jsd_d": jsd.get(step, math.nan), **analyse(gen, disc, dm.modes, dm.stds, z, reals, labels, companions, weights=dm.weights)}
             rows.append(row)
-            print(f"{name} @ {row['iteration']}: val/jsd_d {row['val_jsd_d']:.3f}; emptiest {row['emptiest']} at {row['share']:.3f} of a fair share; "
+            print(f"{run.name} @ {row['iteration']}: val/jsd_d {row['val_jsd_d']:.3f}; emptiest {row['emptiest']} at {row['share']:.3f} of a fair share; "
                   f"logit gap {row['logit_gap']:+.2f} (ideal {row['ideal_gap']:+.2f}); bridges {row['n_bridge']}: cos "
                   f"{row['bridge_cos']:+.3f} (other modes {row['bridge_cos_others']:+.3f}), norm x{row['bridge_norm']:.2f}; "
                   f"neighbours {row['n_neighbour']}: cos {row['neighbour_cos']:+.3f} ({row['neighbour_cos_others']:+.3f})", flush=True)  # fmt: skip

@@ -171,6 +171,9 @@ def test_one_command_benchmark_smoke(tmp_path):
     assert mp.returncode == 0, mp.stdout[-2000:] + mp.stderr[-3000:]
     (pull,) = csv.DictReader(open(out / "mode_pull.csv"))
     assert (pull["run"], pull["iteration"]) == ("ring8-seed3", "20") and 0 <= int(pull["emptiest"]) < 8 and math.isfinite(float(pull["val_jsd_d"]))
+    gone = subprocess.run([sys.executable, str(REPO / "benchmarks" / "mode_pull.py"), str(out), "--method", "pacgan3", "--dataset", "ring8", "--iters", "7"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert gone.returncode == 2 and "no checkpoint" in gone.stderr and "iter_000007.ckpt" in gone.stderr
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "latent_cells.py"), str(out), "--method", "pacgan3", "--mark", "1,1"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "--mark 1,1 is not a mode of ring8" in bad.stderr
