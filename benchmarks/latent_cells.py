@@ -92,6 +92,22 @@ def checkpoint(run: Path, it: str) -> Path:
     return run / "checkpoints" / ("last.ckpt" if it == "last" else f"iter_{int(it):06d}.ckpt")
 
 
+def resolve_runs(p: argparse.ArgumentParser, a: argparse.Namespace) -> tuple[list[Path], list[str]]:
+    """The run directories (``a.runs``, else every completed ``<dataset>-seed<N>`` run under ``a.out/a.method``) and
+    the checkpoint iterations (``a.iters``) a CLI reads; a bad ``--iters`` or a missing checkpoint exits through
+    ``p.error`` (one line naming the fix, exit 2) before any work."""
+    base = a.out / a.method
+    runs = [base / r for r in a.runs.split(",")] if a.runs else [base / name for name, _ in completed_checkpoints(base, a.dataset)]
+    try:
+        iters = expand_iters(a.iters)
+    except ValueError:
+        p.error(f"--iters {a.iters}: give iterations like 35000,40000, a range like 20000:150000:5000, or last")
+    missing = [str(checkpoint(r, it)) for r in runs for it in iters if not checkpoint(r, it).is_file()]
+    if not runs or missing:
+        p.error(f"no checkpoint {missing[0] if missing else f'of a completed run {a.dataset}-seed* under {base}'}: train first, or pick --iters from its checkpoints/")
+    return runs, iters
+
+
 def draw(panels: list[tuple[str, str, torch.nn.Module]], cols: int, modes: torch.Tensor, stds, inner: torch.Tensor, mark: int | None, path: Path) -> None:
     import matplotlib
 
@@ -135,15 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mark", default=None, help="a mode's coordinates, e.g. 2,0: its share per checkpoint, drawn in red")
     p.add_argument("--plane", action=argparse.BooleanOptionalAction, default=True, help="draw the latent plane (a 2-d latent; --no-plane for many checkpoints)")
     a = p.parse_args(argv)
-    base = a.out / a.method
-    runs = [base / r for r in a.runs.split(",")] if a.runs else [base / name for name, _ in completed_checkpoints(base, a.dataset)]
-    try:
-        iters = expand_iters(a.iters)
-    except ValueError:
-        p.error(f"--iters {a.iters}: give iterations like 35000,40000, a range like 20000:150000:5000, or last")
-    missing = [str(checkpoint(r, it)) for r in runs for it in iters if not checkpoint(r, it).is_file()]
-    if not runs or missing:
-        p.error(f"no checkpoint {missing[0] if missing else f'of a completed run {a.dataset}-seed* under {base}'}: train first, or pick --iters from its checkpoints/")
+    runs, iters = resolve_runs(p, a)
     dm = build_datamodule(read_checkpoint(checkpoint(runs[0], iters[0]))[1]["config"]["dataset"])  # every run's: one --dataset
     modes = torch.as_tensor(dm.modes)
     inner, mark = interior_modes(modes), None

@@ -45,10 +45,10 @@ from ganforge.cli.sample import latents, load_discriminator, load_generator, rea
 from ganforge.cli.train import build_datamodule
 from ganforge.metrics.modes import HQ_STDS, nearest_modes
 from ganforge.report import read_metrics
-from ganforge.toy_benchmark import EVAL_SEED, completed_checkpoints, write_csv
+from ganforge.toy_benchmark import EVAL_SEED, write_csv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latent_cells import checkpoint, expand_iters  # noqa: E402  (a sibling script)
+from latent_cells import checkpoint, resolve_runs  # noqa: E402  (a sibling script)
 
 FIELDS = ["run", "iteration", "val_jsd_d", "hist_jsd", "emptiest", "share", "logit_gap", "ideal_gap", "bridge_cos", "bridge_cos_others", "bridge_norm", "n_bridge",
           "neighbour_cos", "neighbour_cos_others", "n_neighbour"]  # fmt: skip
@@ -145,15 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", type=int, default=100_000, help="G samples per checkpoint")
     p.add_argument("--real", type=int, default=400, help="real samples per mode for D's logits")
     a = p.parse_args(argv)
-    base = a.out / a.method
-    runs = [base / r for r in a.runs.split(",")] if a.runs else [base / name for name, _ in completed_checkpoints(base, a.dataset)]
-    try:
-        iters = expand_iters(a.iters)
-    except ValueError:
-        p.error(f"--iters {a.iters}: give iterations like 35000,40000, a range like 20000:150000:5000, or last")
-    missing = [str(checkpoint(r, it)) for r in runs for it in iters if not checkpoint(r, it).is_file()]
-    if not runs or missing:
-        p.error(f"no checkpoint {missing[0] if missing else f'of a completed run {a.dataset}-seed* under {base}'}: train first, or pick --iters from its checkpoints/")
+    runs, iters = resolve_runs(p, a)
     # every run's data (one --dataset): the real samples per mode and a packed D's companions, drawn once
     cfg = read_checkpoint(checkpoint(runs[0], iters[0]))[1]["config"]
     dm = build_datamodule(cfg["dataset"])

@@ -108,6 +108,33 @@ def test_gradient_penalty_uses_per_packed_group_norm():
     assert gp.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("center", [1.0, 0.0, 2.5])
+def test_gradient_penalty_centre_on_a_linear_d(center):
+    """For a linear D(x) = w . x, grad D = w at every interpolate: the penalty is (||w|| - c)^2 whatever the draw,
+    ||w||^2 for the zero-centred 0-GP, and its gradient in w is 2 (||w|| - c) w / ||w||."""
+    w = torch.tensor([3.0, -4.0], requires_grad=True)  # ||w|| = 5
+    pen = gradient_penalty(lambda x: x @ w, torch.randn(16, 2), torch.randn(16, 2), generator=torch.Generator().manual_seed(0), center=center)
+    assert pen.item() == pytest.approx((5.0 - center) ** 2)
+    (dw,) = torch.autograd.grad(pen, w)
+    torch.testing.assert_close(dw, 2 * (5.0 - center) * w.detach() / 5.0)
+
+
+def test_gradient_penalty_on_any_loss_but_wgan():
+    """loss.gp_weight works on every loss with a gradient to shape (0-GP with gp_center=0); wgan clips instead, and
+    one penalty at a time: each refusal is one line naming the fix."""
+    ns0 = make_loss("nonsaturating", gp_weight=10.0, gp_center=0.0)
+    assert (ns0.penalty, ns0.gp_weight, ns0.gp_center, ns0.sigmoid) == ("gp", 10.0, 0.0, True)
+    assert make_loss("hinge", gp_weight=1.0).penalty == "gp" and make_loss("nonsaturating").penalty is None
+    assert make_loss("wgan_gp").gp_weight == 10.0 and make_loss("wgan_gp", gp_weight=0.5).gp_weight == 0.5
+    with pytest.raises(ConfigError, match="loss=wgan clips D's weights.*use loss=wgan_gp"):
+        make_loss("wgan", gp_weight=1.0)
+    with pytest.raises(ConfigError, match="loss.gp_weight penalizes D's gradient.*set loss.r1_weight=0 or loss.gp_weight=0"):
+        make_loss("nonsaturating", gp_weight=1.0, r1_weight=1.0)
+    for key, bad in (("gp_weight", -1.0), ("gp_center", -0.5), ("gp_center", float("nan")), ("gp_weight", True)):
+        with pytest.raises(ConfigError, match=rf"loss.{key}={bad}: the gradient penalty's .* must be >= 0"):
+            make_loss("nonsaturating", **{key: bad})
+
+
 def test_r1_penalty_is_the_squared_slope_of_d_at_the_data_per_packed_group():
     """For a linear D(x) = w . x (x of pack=2 samples side by side), grad_x D = w for every group: the penalty is
     ||w||^2, and it stays differentiable in w (D's update sees d/dw = 2w)."""

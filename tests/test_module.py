@@ -138,11 +138,12 @@ def test_training_logs_the_theory_quantities():
 
 
 @pytest.mark.parametrize(
-    "loss_name,r1,every",
-    [("nonsaturating", 0.0, 1), ("wgan_gp", 0.0, 1), ("nonsaturating", 2.0, 1), ("nonsaturating", 2.0, 3), ("nonsaturating", 2.0, 5)],
-    ids=["ns", "wgan_gp", "ns-r1", "ns-r1-every3", "ns-r1-every5"],
-)
-def test_logged_training_metrics_are_the_means_over_the_log_interval(monkeypatch, loss_name, r1, every):
+    "loss_name,r1,every,gp",
+    [("nonsaturating", 0.0, 1, None), ("wgan_gp", 0.0, 1, None), ("nonsaturating", 2.0, 1, None), ("nonsaturating", 2.0, 3, None),
+     ("nonsaturating", 2.0, 5, None), ("nonsaturating", 0.0, 1, 0.5)],
+    ids=["ns", "wgan_gp", "ns-r1", "ns-r1-every3", "ns-r1-every5", "ns-gp"],
+)  # fmt: skip
+def test_logged_training_metrics_are_the_means_over_the_log_interval(monkeypatch, loss_name, r1, every, gp):
     """Each train/* value is the mean over the log interval of what the loss functions returned; the penalty
     (train/gp or train/r1) before its weight, and d_loss without it. Lazy R1 (r1_every=k) is taken on D updates
     0, k, 2k, ... only, and train/r1 is the mean over those."""
@@ -151,7 +152,7 @@ def test_logged_training_metrics_are_the_means_over_the_log_interval(monkeypatch
     import ganforge.module as gm
 
     rec = {k: [] for k in ("d_loss", "d_real", "d_fake", "pen", "g_loss")}
-    base = make_loss(loss_name, r1_weight=r1, r1_every=every)
+    base = make_loss(loss_name, r1_weight=r1, r1_every=every, gp_weight=gp, gp_center=0.0 if gp else 1.0)
     gp_fn, r1_fn = gm.gradient_penalty, gm.r1_penalty
     prob = torch.sigmoid if base.sigmoid else (lambda x: x)
 
@@ -177,7 +178,7 @@ def test_logged_training_metrics_are_the_means_over_the_log_interval(monkeypatch
     monkeypatch.setattr(gm, "r1_penalty", r1_pen)
     trainer = fit(make_module(dataclasses.replace(base, d_loss=d_loss, g_loss=g_loss), log_every=3, d_steps=2), 6, d_steps=2)
     cm = trainer.callback_metrics  # the last log: iterations 4..6 = D steps 6..11, G steps 3..5
-    pen = {"wgan_gp": "train/gp"}.get(loss_name, "train/r1" if r1 else None)
+    pen = "train/gp" if base.gp_weight else "train/r1" if r1 else None
     taken = [u for u in range(12) if u % every == 0] if pen else []  # the D updates that took the penalty
     first_pen = sum(u < 6 for u in taken)
     for k, key, first in (("d_loss", "train/d_loss", 6), ("d_real", "train/d_real", 6), ("d_fake", "train/d_fake", 6), ("pen", pen, first_pen), ("g_loss", "train/g_loss", 3)):
@@ -239,6 +240,29 @@ def test_r1_flattens_d_at_the_data():
     assert r1 < 0.01 * plain, (plain, r1)
 
 
+def test_zero_centred_gradient_penalty_flattens_d_between_real_and_fake():
+    """The 0-GP (loss.gp_weight=10, gp_center=0, Thanh-Tung et al. 2019) penalizes D's slope on the segments from
+    G's samples to the data: there it ends far below the same run's without it (same seed, data and noise), and the
+    WGAN-GP centre (1) keeps it near 1 instead of near 0 (mean norms 8.6, 0.046 and 0.87 when written)."""
+
+    def slope(**gp):
+        torch.manual_seed(0)
+        m = GANModule(generator=MLPGenerator(4, [2], hidden=16, layers=2), discriminator=MLPDiscriminator([2], hidden=32, layers=2),
+                      loss=make_loss("nonsaturating", **gp), g_optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+                      d_optimizer=functools.partial(torch.optim.Adam, lr=1e-2))  # fmt: skip
+        fit(m, 40)
+        g = torch.Generator().manual_seed(1)
+        real = Ring8DataModule(batch_size=512).sample(512, g)[0]
+        with torch.no_grad():
+            fake = m.generator(m.noise(512))
+        x = torch.lerp(fake, real, torch.rand(512, 1, generator=g)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(m.discriminator(x).sum(), x)
+        return grad.norm(dim=1).mean().item()
+
+    plain, zero, one = slope(), slope(gp_weight=10.0, gp_center=0.0), slope(gp_weight=10.0, gp_center=1.0)
+    assert zero < 0.02 * plain and zero < 0.3 < 0.6 < one < 1.4, (plain, zero, one)
+
+
 def test_lazy_r1_weights_the_updates_that_take_it_r1_every_times():
     """Lazy R1 (r1_every=4, gamma 1): D update 0 takes the penalty at 4x its weight, so one iteration ends with the
     networks of eager R1 at gamma 4 (and not gamma 1); updates 1-3 go without it, as in a run with no R1."""
@@ -269,6 +293,8 @@ def test_the_module_itself_refuses_a_gradient_penalty_with_batchnorm_or_compile(
         make_module(make_loss("nonsaturating", r1_weight=1.0), discriminator=bn_d)
     with pytest.raises(ValueError, match=r"compile=true with loss.r1_weight.*set compile=false"):
         make_module(make_loss("hinge", r1_weight=1.0), compile=True)
+    with pytest.raises(ValueError, match="loss.gp_weight penalizes per-sample gradients"):
+        make_module(make_loss("nonsaturating", gp_weight=1.0, gp_center=0.0), discriminator=bn_d)
     make_module("nonsaturating", discriminator=bn_d)  # BatchNorm without a penalty builds
 
 

@@ -170,6 +170,8 @@ def test_pack_must_divide_batch_and_gradient_penalty_refuses_batchnorm(tmp_path)
     assert "starting at iteration 0" in build_error(tmp_path, *RING, "instance_noise=[[10,0.5]]")
     assert "loss=wgan_gp already penalizes D's gradient" in build_error(tmp_path, *RING, "loss=wgan_gp", "loss.r1_weight=1")
     assert "loss.r1_every=0: take R1 on every k-th D update, an integer k >= 1" in build_error(tmp_path, *RING, "loss.r1_weight=1", "loss.r1_every=0")
+    assert "loss=wgan clips D's weights" in build_error(tmp_path, *RING, "loss=wgan", "loss.gp_weight=1")
+    assert "loss.gp_center=-1: the gradient penalty's centre" in build_error(tmp_path, *RING, "loss.gp_weight=1", "loss.gp_center=-1")
     assert "loss.r1_weight penalizes per-sample gradients" in build_error(tmp_path, "loss.r1_weight=10", "logger=csv")  # digits' DCGAN D has BatchNorm
 
 

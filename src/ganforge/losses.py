@@ -11,7 +11,7 @@ loss               discriminator loss                                           
 ``minimax``        -E log D(x) - E log(1 - D(G(z)))   (= BCE, i.e. -V)          E log(1 - D(G(z)))   (saturating)
 ``nonsaturating``  same as minimax                                              -E log D(G(z))
 ``wgan``           E f - E r, D's weights clipped to [-c, c] after each step   -E f
-``wgan_gp``        E f - E r + lambda E (||grad_x D(x_hat)||_2 - 1)^2          -E f
+``wgan_gp``        E f - E r + lambda E (||grad_x D(x_hat)||_2 - c)^2, c = 1   -E f
 ``hinge``          E relu(1 - r) + E relu(1 + f)                                -E f
 ``lsgan``          1/2 E (r - 1)^2 + 1/2 E f^2                                  1/2 E (f - 1)^2
 =================  ===========================================================  ====================================
@@ -20,6 +20,11 @@ Numerics: log D(x) = -softplus(-r) and log(1 - D(x)) = -softplus(r), so no sigmo
 before a log. For the sigmoid losses the empirical value function is V~ = -d_loss, hence the
 batch JSD estimate (V~ + log 4) / 2 (Goodfellow et al. 2014, Theorem 1).
 
+Any loss but ``wgan`` can add the interpolate gradient penalty ``gp_weight * E (||grad_x D(x_hat)||_2 - gp_center)^2``
+at x_hat uniform on the segments between real and fake samples: centred on 1 it is WGAN-GP's (Gulrajani et al.
+2017; Kurach et al. 2019 also pair it with the non-saturating loss), centred on 0 it is the zero-centred "0-GP" of
+Thanh-Tung et al. (2019), which keeps D's slope small on the paths from G's samples to the data (logged ``train/gp``;
+d_loss and the JSD estimate leave it out).
 Any loss but ``wgan_gp`` can add the R1 penalty, ``r1_weight / 2 * E ||grad_x D(x)||^2`` on real data
 (Mescheder et al. 2018), to D's loss; the logged d_loss and JSD estimate leave the penalty out (``train/r1``).
 With ``r1_every=k`` it is taken lazily (Karras et al. 2020, StyleGAN2): on every k-th D update only, weighted k
@@ -97,8 +102,10 @@ def gradient_penalty(
     fake: Tensor,
     generator: torch.Generator | None = None,
     alpha: Tensor | None = None,
+    center: float = 1.0,
 ) -> Tensor:
-    """E (||grad_x D(x_hat)||_2 - 1)^2 at x_hat uniformly between real and fake (Gulrajani et al. 2017).
+    """E (||grad_x D(x_hat)||_2 - center)^2 at x_hat uniformly between real and fake: ``center=1`` is WGAN-GP's
+    (Gulrajani et al. 2017), ``center=0`` the zero-centred 0-GP (Thanh-Tung et al. 2019).
 
     The norm is taken per row of D's output, so with PacGAN packing it is the gradient norm w.r.t.
     each packed group. ``create_graph=True`` keeps the penalty differentiable w.r.t. D's weights
@@ -112,7 +119,7 @@ def gradient_penalty(
     out = discriminator(x_hat)
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
     norms = grad.reshape(out.shape[0], -1).norm(2, dim=1)
-    return (norms - 1.0).pow(2).mean()
+    return (norms - center).pow(2).mean()
 
 
 def r1_penalty(real: Tensor, real_logits: Tensor) -> Tensor:
@@ -137,7 +144,8 @@ class GANLoss:
         g_loss: fake logits -> scalar to minimize.
         sigmoid: True when logits are log-odds, so D(x) = sigmoid(logit) is a probability and the
             JSD estimate (V~ + log 4)/2 applies.
-        gp_weight: lambda of the gradient penalty (0 = none).
+        gp_weight: lambda of the interpolate gradient penalty (0 = none).
+        gp_center: c of that penalty, lambda * E (||grad D(x_hat)|| - c)^2: 1 for WGAN-GP, 0 for 0-GP.
         clip_value: WGAN weight clipping bound c (None = no clipping).
         r1_weight: gamma of the R1 penalty, gamma / 2 * E_data ||grad D||^2 (0 = none); any loss.
         r1_every: k, take R1 on D updates 0, k, 2k, ... only, with weight k * gamma / 2 (1 = every update).
@@ -148,6 +156,7 @@ class GANLoss:
     g_loss: Callable[[Tensor], Tensor]
     sigmoid: bool = False
     gp_weight: float = 0.0
+    gp_center: float = 1.0
     clip_value: float | None = None
     r1_weight: float = 0.0
     r1_every: int = 1
@@ -163,23 +172,43 @@ class GANLoss:
         return self.r1_every if self.penalty == "r1" else 1
 
 
-def make_loss(name: str, gp_weight: float = 10.0, clip_value: float = 0.01, r1_weight: float = 0.0, r1_every: int = 1) -> GANLoss:
-    """Build a loss by name; ``gp_weight`` applies to wgan_gp only, ``clip_value`` to wgan only, ``r1_weight``
-    (the R1 penalty's gamma) to any loss but wgan_gp, which has its own penalty; ``r1_every`` to R1."""
+def make_loss(
+    name: str,
+    gp_weight: float | None = None,
+    clip_value: float = 0.01,
+    r1_weight: float = 0.0,
+    r1_every: int = 1,
+    gp_center: float = 1.0,
+) -> GANLoss:
+    """Build a loss by name. ``gp_weight`` (the interpolate gradient penalty's lambda; None = the loss's default,
+    10 for wgan_gp and 0 for the others) and its ``gp_center`` apply to any loss but wgan, whose weight clipping
+    already bounds D; ``clip_value`` to wgan only; ``r1_weight`` (the R1 penalty's gamma) to any loss without the
+    gradient penalty; ``r1_every`` to R1."""
     table = {
         "minimax": GANLoss("minimax", bce_d_loss, minimax_g_loss, sigmoid=True),
         "nonsaturating": GANLoss("nonsaturating", bce_d_loss, nonsaturating_g_loss, sigmoid=True),
         "wgan": GANLoss("wgan", wasserstein_d_loss, wasserstein_g_loss, clip_value=clip_value),
-        "wgan_gp": GANLoss("wgan_gp", wasserstein_d_loss, wasserstein_g_loss, gp_weight=gp_weight),
+        "wgan_gp": GANLoss("wgan_gp", wasserstein_d_loss, wasserstein_g_loss, gp_weight=10.0),
         "hinge": GANLoss("hinge", hinge_d_loss, wasserstein_g_loss),
         "lsgan": GANLoss("lsgan", lsgan_d_loss, lsgan_g_loss),
     }
     if name not in table:
         raise ValueError(f"unknown loss '{name}': choose one of {sorted(table)}")
-    if r1_weight < 0 or not math.isfinite(r1_weight):
-        raise ConfigError(f"loss.r1_weight={r1_weight}: the R1 penalty's gamma must be >= 0 (0 = off)")
-    if r1_weight and table[name].gp_weight:
-        raise ConfigError(f"loss={name} already penalizes D's gradient (gp_weight); set loss.r1_weight=0 or use another loss")
+    gp_weight = table[name].gp_weight if gp_weight is None else gp_weight
+    for key, value, what in (
+        ("gp_weight", gp_weight, "the gradient penalty's lambda must be >= 0 (0 = off)"),
+        ("gp_center", gp_center, "the gradient penalty's centre must be >= 0 (1 = WGAN-GP, 0 = 0-GP)"),
+        ("r1_weight", r1_weight, "the R1 penalty's gamma must be >= 0 (0 = off)"),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+            raise ConfigError(f"loss.{key}={value}: {what}")
+    if gp_weight and name == "wgan":
+        raise ConfigError("loss=wgan clips D's weights instead of penalizing its gradient: use loss=wgan_gp, or loss.gp_weight=0")
+    if r1_weight and gp_weight:
+        what = f"loss={name} already penalizes" if name == "wgan_gp" else "loss.gp_weight penalizes"
+        raise ConfigError(f"{what} D's gradient (gp_weight); take one penalty: set loss.r1_weight=0 or loss.gp_weight=0")
     if isinstance(r1_every, bool) or not isinstance(r1_every, int) or r1_every < 1:
         raise ConfigError(f"loss.r1_every={r1_every}: take R1 on every k-th D update, an integer k >= 1 (1 = every update)")
-    return dataclasses.replace(table[name], r1_weight=float(r1_weight), r1_every=r1_every) if r1_weight else table[name]
+    return dataclasses.replace(
+        table[name], gp_weight=float(gp_weight), gp_center=float(gp_center), r1_weight=float(r1_weight), r1_every=r1_every
+    )

@@ -34,7 +34,7 @@ class NonFiniteLossError(RuntimeError):
 def incompatibility(loss: GANLoss, discriminator: nn.Module, compile: bool = False) -> str | None:
     """Why this loss, discriminator and ``compile`` cannot train together, in one line naming the fix; None if
     they can. The module refuses these at construction (a ConfigError, which the CLI prints as one line)."""
-    what = "loss.r1_weight" if loss.penalty == "r1" else f"loss={loss.name}"
+    what = {"r1": "loss.r1_weight", "gp": "loss.gp_weight"}.get(loss.penalty) if loss.name != "wgan_gp" else f"loss={loss.name}"
     if loss.penalty and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
         return (
             f"{what} penalizes per-sample gradients, which BatchNorm in the discriminator mixes across the batch: "
@@ -362,7 +362,7 @@ class GANModule(L.LightningModule):
         if penalty == "gp":
             n = real.shape[0]
             alpha = self._rank_share(torch.rand(n * self._world, device=self.device, generator=self._noise))
-            pen = gradient_penalty(self.discriminator, real, fake, alpha=alpha)
+            pen = gradient_penalty(self.discriminator, real, fake, alpha=alpha, center=self.loss.gp_center)
             d_loss = d_loss + self.loss.gp_weight * pen
         elif penalty == "r1":
             pen = r1_penalty(real, r)
