@@ -13,7 +13,18 @@ import torch
 from conftest import REPO
 from ganforge.models import MLPDiscriminator, MLPGenerator
 from ganforge.models.mlp import Maxout
-from ganforge.toy_benchmark import PUBLISHED, RunResult, evaluate_run, mean_se, modes_held, sweep_command, table, write_outputs
+from ganforge.toy_benchmark import (
+    PUBLISHED,
+    RunResult,
+    evaluate_run,
+    extra_overrides,
+    mean_se,
+    method_label,
+    modes_held,
+    sweep_command,
+    table,
+    write_outputs,
+)
 
 
 def test_maxout_is_the_max_over_pieces_of_one_linear_map():
@@ -93,6 +104,24 @@ def test_table_shows_published_rows_beside_ours_and_counts_failures():
     assert "| 7.0 ± 0.6 | 98.0 ± 0.6% | 0.020 ± 0.006 | 0.60 ± 0.06 | 3 (1 stopped early) |" in table(rs, ["gan"], ["ring8"])
 
 
+def test_a_candidates_runs_are_labelled_with_the_overrides_they_added():
+    """Runs trained with extra overrides (a candidate's change) are not shown under the bare recipe's name: the row
+    and the figures name what they added; bookkeeping (dataset, seed, logger, a resume, how often it records,
+    hydra.*) is left out."""
+    ov = ["experiment=modes_best", "dataset=grid25", "seed=128", "logger=csv", "loss.gp_weight=0.1", "loss.gp_center=0",
+          "hydra.launcher.n_jobs=2", "hydra/launcher=joblib", "+hydra.job.env_set.X=1", "ckpt_path=last", "val_every=5000"]  # fmt: skip
+    assert extra_overrides(ov, "ganforge") == ("loss.gp_weight=0.1", "loss.gp_center=0")
+    assert extra_overrides(["experiment=pacgan_toy", "pack=3", "dataset=ring8", "seed=0"], "pacgan3") == ()
+    cand = RunResult("ganforge", "grid25", 128, "completed", 25, 99.0, 0.01, 0.6, extra=("loss.gp_weight=0.1", "loss.gp_center=0"))
+    plain = RunResult("gan", "grid25", 0, "completed", 20, 95.0, 0.3, 0.8)
+    t = table([cand, plain], ["ganforge", "gan"], ["grid25"])
+    assert "| **ganforge recipe** (`experiment=modes_best`) + `loss.gp_weight=0.1 loss.gp_center=0` | 25.0 |" in t
+    assert "| GAN (ganforge, paper's setup) | 20.0 |" in t
+    assert method_label("ganforge", [cand], markdown=False) == "ganforge recipe (experiment=modes_best) + loss.gp_weight=0.1 loss.gp_center=0"
+    other = RunResult("ganforge", "grid25", 129, "completed", 25, 99.0, 0.01, 0.6, extra=("loss.gp_weight=1.0",))
+    assert method_label("ganforge", [cand, other]).endswith("+ `loss.gp_weight=0.1 loss.gp_center=0` / `loss.gp_weight=1.0`")
+
+
 def test_table_times_only_runs_that_ended(tmp_path):
     """Summarizing a sweep still training: the run in progress has no run time yet and is named, not averaged in as 0 s."""
     def run(seed, status, start, end):
@@ -136,6 +165,7 @@ def test_one_command_benchmark_smoke(tmp_path):
     assert all(0 <= float(r["val_jsd_d"]) + 0.05 and float(r["val_jsd_d"]) <= math.log(2) for r in rows)  # D's estimate at iteration 20
     text = (out / "table.md").read_text()
     assert "GAN (published)" in text and "ganforge recipe" in text and "Command:" in text and "| grid25 mode width | runs |" in text
+    assert "ganforge recipe** (`experiment=modes_best`) + `max_iters=20 ema_decay=0.9` |" in text
     assert all(float(r["mode_width"]) > 0 or r["mode_width"] == "nan" for r in rows)  # NaN: no HQ sample after 20 iterations
     for m in ("pacgan3", "ganforge"):
         for d in ("ring8", "grid25"):
@@ -208,7 +238,7 @@ def test_paper_setup_gpu_script_stops_every_run_on_time_and_scores_it(tmp_path):
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert {(r["dataset"], r["seed"], r["status"]) for r in rows} == {("ring8", "4", "interrupted"), ("grid25", "4", "interrupted")}
     assert all(int(r["iterations"]) > 0 and int(r["iterations"]) % 10 == 0 and 0 <= float(r["hq_percent"]) <= 100 for r in rows)
-    assert "| GAN (ganforge, paper's setup) |" in (out / "table.md").read_text() and "| 1 (1 stopped early), 1 (1 stopped early) |" in (out / "table.md").read_text()
+    assert "| GAN (ganforge, paper's setup) + `trainer=default max_iters=400000 iters_per_batch=10` |" in (out / "table.md").read_text() and "| 1 (1 stopped early), 1 (1 stopped early) |" in (out / "table.md").read_text()
     strict = subprocess.run([sys.executable, str(REPO / "benchmarks" / "mode_collapse.py"), "--summarize-only", "--methods", "gan", "--out", str(out)],
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert strict.returncode == 1 and "| 0/1, 0/1 |" in (out / "table.md").read_text()

@@ -128,7 +128,30 @@ class RunResult:
     iters: int = 0
     weights: str = ""  # the generator scored: g_ema (the EMA copy, when the run kept one) or generator
     jsd_d: float = math.nan  # the run's last logged val/jsd_d (D's held-out JSD estimate, of packs when D packs), at its last iteration
+    extra: tuple[str, ...] = ()  # the run's Hydra overrides beyond its method's, dataset, seed and logger (a candidate's change)
     samples: torch.Tensor | None = None
+
+
+# overrides that leave the training itself as it was: which run, where it logs, how often it records, a resume
+BOOKKEEPING = ("dataset", "seed", "logger", "ckpt_path", "val_every", "log_every", "ckpt_every", "sample_every")
+
+
+def extra_overrides(overrides: list[str], method: str) -> tuple[str, ...]:
+    """What a run changed beyond its method: its overrides less the method's own and the bookkeeping ones
+    (``BOOKKEEPING``, ``hydra.*``, ``hydra/*``)."""
+    fixed = set(METHODS[method].overrides) if method in METHODS else set()
+    key = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
+    return tuple(o for o in overrides if o not in fixed and key(o) not in BOOKKEEPING and not key(o).startswith(("hydra.", "hydra/")))
+
+
+def method_label(method: str, results: list[RunResult], markdown: bool = True) -> str:
+    """The method's label in the table and figures, with the overrides its runs added (``+ `loss.gp_weight=0.1```)
+    so that a candidate's runs are not shown under the bare recipe's name; runs that differ list each set."""
+    label = METHODS[method].label
+    extras = sorted({r.extra for r in results if r.method == method and r.extra})
+    if extras:
+        label += " + " + " / ".join(f"`{' '.join(e)}`" for e in extras)
+    return label if markdown else label.replace("*", "").replace("`", "")
 
 
 def _wall(st: dict) -> float:
@@ -165,7 +188,8 @@ def evaluate_run(run_dir: Path, method: str, jacobian_truncation: float | None =
     ov = dict(o.split("=", 1) for o in st.get("overrides", []) if "=" in o)
     env = st.get("run", {})  # absent in runs older than the record
     res = RunResult(method, ov.get("dataset", "?"), int(ov.get("seed", 0)), st.get("status", "?"), wall_s=_wall(st),
-                    span=(st.get("started", ""), st.get("updated", "")), threads=env.get("threads", ""), commit=_short(env.get("git_commit", "")))
+                    span=(st.get("started", ""), st.get("updated", "")), threads=env.get("threads", ""), commit=_short(env.get("git_commit", "")),
+                    extra=extra_overrides(st.get("overrides", []), method))
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     accepted = ("completed", "interrupted") if stopped else ("completed",)
     if res.status not in accepted or not ckpt.is_file():
@@ -278,7 +302,7 @@ def table(results: list[RunResult], methods: list[str], datasets: list[str]) -> 
             cells += [_fmt(*mean_se([r.modes for r in ok]), 1), _fmt(*mean_se([r.hq for r in ok]), 1, True),
                       _fmt(*mean_se([r.kl for r in ok]), 3)]  # fmt: skip
             widths.append(_fmt(*mean_se([r.width for r in ok]), 2))
-        lines.append(f"| {METHODS[method].label} | " + " | ".join(cells + widths) + f" | {', '.join(counts)} |")
+        lines.append(f"| {method_label(method, results)} | " + " | ".join(cells + widths) + f" | {', '.join(counts)} |")
     return "\n".join(lines)
 
 
@@ -311,7 +335,7 @@ def scatter_grids(results: list[RunResult], out: Path) -> list[Path]:
                 title = f"seed {r.seed}: {r.status}"
             ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=title)
             ax.title.set_fontsize(8)
-        fig.suptitle(f"{METHODS[method].label.replace('*', '').replace('`', '')} on {dataset}", fontsize=10)
+        fig.suptitle(f"{method_label(method, rs, markdown=False)} on {dataset}", fontsize=10 if len(rs) > 2 else 8)
         fig.tight_layout()
         p = out / f"scatter_{method}_{dataset}.png"
         fig.savefig(p, dpi=90)
