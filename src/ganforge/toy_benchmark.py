@@ -128,7 +128,7 @@ class RunResult:
     iters: int = 0
     weights: str = ""  # the generator scored: g_ema (the EMA copy, when the run kept one) or generator
     jsd_d: float = math.nan  # the run's last logged val/jsd_d (D's held-out JSD estimate, of packs when D packs), at its last iteration
-    extra: tuple[str, ...] = ()  # the run's Hydra overrides beyond its method's, dataset, seed and logger (a candidate's change)
+    extra: tuple[str, ...] = ()  # the run's Hydra overrides beyond its method's and the BOOKKEEPING ones (a candidate's change)
     samples: torch.Tensor | None = None
 
 
