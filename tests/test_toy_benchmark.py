@@ -80,7 +80,7 @@ def test_the_recipe_sets_packing_length_and_learning_rate_floor_per_dataset(tmp_
         got["override"] = recipe("dataset=grid25", "pack=2", "max_iters=2000", "optim.lr_end_factor=0.05", "model.generator.latent_dim=3",
                                   "model.generator.latent_dist=normal")
     assert got == {
-        "ring8": (4, 512, 100000, 100000, 100000, 100000, 0.1, 0.1, 2, 0.05, 0.0, 50000, 0.0, "normal"),
+        "ring8": (4, 512, 30000, 30000, 30000, 30000, 0.1, 0.1, 2, 0.05, 0.0, 50000, 0.0, "normal"),
         "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.05, 0.5, 50000, 0.0, "uniform"),
         "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0, 0.0, 50000, 0.999, "normal"),
         "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.05, 0.5, 50000, 0.0, "normal"),
