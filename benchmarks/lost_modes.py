@@ -9,17 +9,23 @@ completed runs count, one row per seed: a csv that scores each run under two sam
 `--sampler`; one without that column, as the benchmark writes it, scores the runs' own sampler and is always read. The test is
 one-sided (are failures rarer here than in the reference?); p is the chance of this few failures or fewer, given
 the total, if both came from one rate.
+
+A second line gives the same runs' means ± standard error over seeds (modes, HQ, reverse KL, mode width, as the
+benchmark's table computes them) and the range of their emptiest mode's share; `--hq-against MEAN,SE` also compares
+the HQ mean with a reference's: how far below it, against one standard error of the difference
+(sqrt(SE^2 + SE_ref^2)), the margin docs/mode_collapse_grid25_gp003_rule.md allows.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
 
 from scipy.stats import fisher_exact
 
-from ganforge.toy_benchmark import N_MODES
+from ganforge.toy_benchmark import N_MODES, mean_se
 
 
 def read_runs(paths: list[Path], dataset: str, sampler: str | None) -> dict[int, dict]:
@@ -53,13 +59,54 @@ def one_sided_p(failed: int, runs: int, ref_failed: int, ref_runs: int) -> float
     return float(fisher_exact([[failed, runs - failed], [ref_failed, ref_runs - ref_failed]], alternative="less")[1])
 
 
+# runs.csv column, label, digits, unit: the means line (a column the csv lacks is left out)
+MEANS = (("modes", "modes", 2, ""), ("hq_percent", "HQ", 1, "%"), ("reverse_kl", "reverse KL", 4, ""), ("mode_width", "mode width", 2, ""))
+
+
+def column(runs: dict[int, dict], name: str) -> list[float]:
+    return [float(row[name]) for row in runs.values() if row.get(name) not in (None, "")]
+
+
+def means_line(runs: dict[int, dict], hq_against: tuple[float, float] | None) -> str:
+    """Mean ± SE over the runs of each MEANS column the csv has, the emptiest mode's share as a range, and with
+    ``hq_against`` (mean, SE) how far the HQ mean falls below that reference, against one SE of the difference."""
+    parts = []
+    for name, label, digits, unit in MEANS:
+        v = column(runs, name)
+        if v:
+            m, se = mean_se(v)
+            parts.append(f"{label} {m:.{digits}f}" + ("" if math.isnan(se) else f" ± {se:.{digits}f}") + unit)
+    share = column(runs, "min_share_100k")
+    if share:
+        parts.append(f"emptiest mode {min(share):.2f}-{max(share):.2f} of a fair share")
+    text = f"over the {len(runs)}: " + ", ".join(parts)
+    hq = column(runs, "hq_percent")
+    if hq_against is not None and hq:
+        m, se = mean_se(hq)
+        ref, ref_se = hq_against
+        gap, se_gap = ref - m, math.hypot(0.0 if math.isnan(se) else se, ref_se)
+        verdict = "within" if gap <= se_gap else "more than"
+        text += (f"; HQ {gap:.1f} points below the reference's {ref:g} ± {ref_se:g}%, {verdict} one SE of the difference "
+                 f"({se_gap:.1f})")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("csvs", nargs="+", type=Path, help="runs.csv files of mode_collapse.py")
     p.add_argument("--dataset", required=True, choices=sorted(N_MODES))
     p.add_argument("--against", required=True, help="the reference: FAILED/RUNS, e.g. 5/44")
     p.add_argument("--sampler", help="only rows of this runs.csv `sampler`, e.g. 'truncation 0.05'")
+    p.add_argument("--hq-against", metavar="MEAN,SE", help="a reference HQ %% mean and its SE, e.g. 99.1,0.1")
     a = p.parse_args(argv)
+    hq_against = None
+    if a.hq_against is not None:
+        try:
+            hq_against = tuple(float(x) for x in a.hq_against.split(","))
+        except ValueError:
+            hq_against = ()
+        if len(hq_against) != 2 or hq_against[1] < 0:
+            p.error(f"--hq-against {a.hq_against!r}: give the reference HQ as MEAN,SE in percent, e.g. 99.1,0.1")
     ref_failed, slash, ref_runs = a.against.partition("/")
     if not (slash and ref_failed.isdigit() and ref_runs.isdigit() and int(ref_failed) <= int(ref_runs) > 0):
         p.error(f"--against {a.against!r}: give the reference as FAILED/RUNS, e.g. 5/44")
@@ -75,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.dataset}: {len(runs)} completed runs (seeds {seeds[0]}-{seeds[-1]}), {len(failed)} with a mode not held"
           + (f" (seeds {', '.join(map(str, failed))})" if failed else "")
           + f"; against {a.against}: Fisher's exact, one-sided, p = {pval:.3f}")
+    print(means_line(runs, hq_against))
     return 0
 
 

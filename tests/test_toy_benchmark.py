@@ -355,6 +355,19 @@ def test_lost_modes_counts_runs_with_a_mode_not_held_and_tests_them_against_a_re
         with pytest.raises(SystemExit):
             lm.main(["--dataset", "grid25", "--against", bad, str(tmp_path / "own.csv")])
         assert "give the reference as FAILED/RUNS" in capsys.readouterr().err
+    # the means line: over the counted runs only, with the columns the csv has; --hq-against gives the rule's HQ margin
+    head = "method,dataset,seed,status,modes,hq_percent,reverse_kl,mode_width,modes_held_100k,min_share_100k"
+    rows = [head, "ganforge,grid25,1,completed,25,98,0.01,0.6,25,0.8", "ganforge,grid25,2,completed,25,96,0.02,0.7,25,0.9",
+            "ganforge,grid25,3,running,,,,,,", "ganforge,ring8,4,completed,8,50,0.5,2.0,8,0.1"]  # fmt: skip
+    (tmp_path / "full.csv").write_text("\n".join(rows) + "\n")
+    assert lm.main(["--dataset", "grid25", "--against", "5/44", "--hq-against", "99.1,0.1", str(tmp_path / "full.csv")]) == 0
+    line = capsys.readouterr().out.splitlines()[1]  # HQ: mean 97, SE 1; the gap 2.1 > hypot(1, 0.1) = 1.005
+    assert line.startswith("over the 2: modes 25.00 ± 0.00, HQ 97.0 ± 1.0%, reverse KL 0.0150 ± 0.0050, mode width 0.65 ± 0.05")
+    assert "emptiest mode 0.80-0.90 of a fair share" in line and "HQ 2.1 points below the reference's 99.1 ± 0.1%, more than one SE of the difference (1.0)" in line
+    assert "within one SE" in lm.means_line({1: {"hq_percent": "98.5"}, 2: {"hq_percent": "99.5"}}, (99.5, 0.1))  # gap 0.5 <= hypot(0.5, 0.1)
+    with pytest.raises(SystemExit):
+        lm.main(["--dataset", "grid25", "--against", "5/44", "--hq-against", "99.1", str(tmp_path / "full.csv")])
+    assert "give the reference HQ as MEAN,SE" in capsys.readouterr().err
 
 
 
