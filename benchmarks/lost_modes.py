@@ -86,7 +86,8 @@ def means_line(runs: dict[int, dict], hq_against: tuple[float, float] | None) ->
         ref, ref_se = hq_against
         gap, se_gap = ref - m, math.hypot(0.0 if math.isnan(se) else se, ref_se)
         verdict = "within" if gap <= se_gap else "more than"
-        text += (f"; HQ {gap:.1f} points below the reference's {ref:g} ± {ref_se:g}%, {verdict} one SE of the difference "
+        side = "below" if gap >= 0 else "above"  # above the reference passes whatever the margin
+        text += (f"; HQ {abs(gap):.1f} points {side} the reference's {ref:g} ± {ref_se:g}%, {verdict} one SE of the difference "
                  f"({se_gap:.1f})")
     return text
 

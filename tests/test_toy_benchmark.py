@@ -365,6 +365,7 @@ def test_lost_modes_counts_runs_with_a_mode_not_held_and_tests_them_against_a_re
     assert line.startswith("over the 2: modes 25.00 ± 0.00, HQ 97.0 ± 1.0%, reverse KL 0.0150 ± 0.0050, mode width 0.65 ± 0.05")
     assert "emptiest mode 0.80-0.90 of a fair share" in line and "HQ 2.1 points below the reference's 99.1 ± 0.1%, more than one SE of the difference (1.0)" in line
     assert "within one SE" in lm.means_line({1: {"hq_percent": "98.5"}, 2: {"hq_percent": "99.5"}}, (99.5, 0.1))  # gap 0.5 <= hypot(0.5, 0.1)
+    assert "HQ 1.0 points above the reference's 98 ± 0.1%, within" in lm.means_line({1: {"hq_percent": "98.5"}, 2: {"hq_percent": "99.5"}}, (98, 0.1))
     with pytest.raises(SystemExit):
         lm.main(["--dataset", "grid25", "--against", "5/44", "--hq-against", "99.1", str(tmp_path / "full.csv")])
     assert "give the reference HQ as MEAN,SE" in capsys.readouterr().err
