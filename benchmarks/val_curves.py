@@ -55,13 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="the figure (.png); the CSV goes beside it")
     p.add_argument("--escape", type=float, default=None, metavar="T", help="also tabulate each run's first step with val/hq_frac >= T")
     a = p.parse_args(argv)
+    groups = [(label, [Path(x) for x in dirs.split(",")]) for label, _, dirs in (g.partition("=") for g in a.groups)]
+    for g, (label, dirs) in zip(a.groups, groups):  # checked before any plotting
+        missing = [str(d) for d in dirs if not (d / "csv" / "metrics.csv").is_file()]
+        if "=" not in g or missing:
+            p.error(f"group {g[:80]!r}: {', '.join(missing)[:200] or 'no run dirs'}: not a run dir trained with logger=csv; "
+                    "give LABEL=DIR,DIR,... (the first '=' ends the label, so a label cannot contain '=')")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = a.metrics.split(",")
-    groups = [(label, [Path(x) for x in dirs.split(",")]) for label, _, dirs in (g.partition("=") for g in a.groups)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
     rows = []
     for i, (label, dirs) in enumerate(groups):

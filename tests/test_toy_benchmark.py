@@ -279,6 +279,10 @@ def test_val_curves_groups_runs_into_one_figure_and_a_long_csv(tmp_path):
     escape = (out.parent / "curves_escape.md").read_text()
     assert "| a | r0 | stuck | 10000 | 25 | 50.0% |" in escape and "| b | r1 | 10000 | 10000 | 25 | 90.0% |" in escape
     assert "| a | 1 runs | mean escape of the 0 that left: - | stuck: 1 |" in escape and "mean escape of the 1 that left: 10,000 | stuck: 0 |" in escape
+    # a label with '=' in it (or a dir with no metrics) is refused in one line, before any figure is drawn
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_curves.py"), "--out", str(tmp_path / "bad.png"), f"λ = 0.03={runs[0]}"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "a label cannot contain '='" in bad.stderr and not (tmp_path / "bad.png").exists()
 
 
 def test_latent_cells_expands_checkpoint_ranges_with_the_stop_included():
