@@ -18,9 +18,14 @@ from pathlib import Path
 from ganforge.report import read_metrics
 
 
+def is_csv_run(run: Path) -> bool:
+    """Whether ``run`` is a run dir trained with ``logger=csv`` (it has ``csv/metrics.csv``)."""
+    return (run / "csv" / "metrics.csv").is_file()
+
+
 def read_curves(run: Path, metrics: list[str]) -> dict[str, list[tuple[int, float]]]:
     """Each metric's (step, value) pairs, a resumed run's segments joined (``ganforge.report.read_metrics``)."""
-    if not (run / "csv" / "metrics.csv").is_file():
+    if not is_csv_run(run):
         raise FileNotFoundError(f"{run / 'csv' / 'metrics.csv'}: not a run dir trained with logger=csv")
     series = read_metrics(run)
     return {m: series.get(m, []) for m in metrics}
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     groups = [(label, [Path(x) for x in dirs.split(",")]) for label, _, dirs in (g.partition("=") for g in a.groups)]
     for g, (label, dirs) in zip(a.groups, groups):  # checked before any plotting
-        missing = [str(d) for d in dirs if not (d / "csv" / "metrics.csv").is_file()]
+        missing = [str(d) for d in dirs if not is_csv_run(d)]
         if "=" not in g or missing:
             p.error(f"group {g[:80]!r}: {', '.join(missing)[:200] or 'no run dirs'}: not a run dir trained with logger=csv; "
                     "give LABEL=DIR,DIR,... (the first '=' ends the label, so a label cannot contain '=')")
