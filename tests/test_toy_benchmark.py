@@ -66,25 +66,34 @@ def test_sweep_runs_the_seeds_asked_for(tmp_path):
 
 
 def test_the_recipe_sets_packing_length_and_learning_rate_floor_per_dataset(tmp_path):
-    """(pack, batch, iterations, both schedulers' length, both floors, latent size and prior, ...) per dataset; the command line
-    overrides them."""
+    """(pack, batch, iterations, both schedulers' length, both floors, latent size and prior, ..., the gradient penalty)
+    per dataset; the command line overrides them."""
     from hydra import compose, initialize_config_dir
+
+    from ganforge.losses import make_loss
 
     def recipe(*overrides):
         cfg = compose("train", ["experiment=modes_best", *overrides, f"paths.output_dir={tmp_path}"])
         sch = (cfg.optim.g_scheduler, cfg.optim.d_scheduler)
-        return cfg.pack, cfg.dataset.batch_size, cfg.max_iters, cfg.trainer.max_steps, *(s.total_iters for s in sch), *(s.end_factor for s in sch), cfg.model.generator.latent_dim, cfg.jacobian_truncation, cfg.instance_noise, cfg.instance_noise_iters, cfg.ema_decay, cfg.model.generator.latent_dist
+        return cfg.pack, cfg.dataset.batch_size, cfg.max_iters, cfg.trainer.max_steps, *(s.total_iters for s in sch), *(s.end_factor for s in sch), cfg.model.generator.latent_dim, cfg.jacobian_truncation, cfg.instance_noise, cfg.instance_noise_iters, cfg.ema_decay, cfg.model.generator.latent_dist, cfg.loss.gp_weight, cfg.loss.gp_center
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         got = {ds: recipe(f"dataset={ds}") for ds in ("ring8", "grid25", "gaussian1d")}
         got["override"] = recipe("dataset=grid25", "pack=2", "max_iters=2000", "optim.lr_end_factor=0.05", "model.generator.latent_dim=3",
-                                  "model.generator.latent_dist=normal")
+                                  "model.generator.latent_dist=normal", "loss.gp_weight=0")
+        # the 0-GP only where it was tested (grid25, non-saturating loss); elsewhere null = the loss's own penalty
+        built = [make_loss(**compose("train", ["experiment=modes_best", *ov, f"paths.output_dir={tmp_path}"]).loss)
+                 for ov in (["dataset=ring8"], ["dataset=grid25"], ["dataset=ring8", "loss=wgan_gp"], ["dataset=grid25", "loss=wgan_gp"],
+                            ["dataset=grid25", "loss=hinge"])]  # fmt: skip
     assert got == {
-        "ring8": (4, 512, 30000, 30000, 30000, 30000, 0.1, 0.1, 2, 0.05, 0.0, 50000, 0.0, "normal"),
-        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.05, 0.5, 50000, 0.0, "uniform"),
-        "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0, 0.0, 50000, 0.999, "normal"),
-        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.05, 0.5, 50000, 0.0, "normal"),
+        "ring8": (4, 512, 30000, 30000, 30000, 30000, 0.1, 0.1, 2, 0.05, 0.0, 50000, 0.0, "normal", None, 1.0),
+        "grid25": (6, 768, 150000, 150000, 150000, 150000, 0.01, 0.01, 2, 0.05, 0.5, 50000, 0.0, "uniform", 0.03, 0.0),
+        "gaussian1d": (4, 512, 100000, 100000, 100000, 100000, 0.01, 0.01, 2, 0.0, 0.0, 50000, 0.999, "normal", None, 1.0),
+        "override": (2, 256, 2000, 2000, 2000, 2000, 0.05, 0.05, 3, 0.05, 0.5, 50000, 0.0, "normal", 0, 0.0),
     }
+    assert [(b.name, b.gp_weight, b.gp_center, b.penalty) for b in built] == [
+        ("nonsaturating", 0.0, 1.0, None), ("nonsaturating", 0.03, 0.0, "gp"), ("wgan_gp", 10.0, 1.0, "gp"), ("wgan_gp", 10.0, 1.0, "gp"),
+        ("hinge", 0.0, 1.0, None)]
 
 
 def test_mean_and_standard_error():
