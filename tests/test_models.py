@@ -88,3 +88,46 @@ def test_a_generator_without_latent_dist_gets_the_normal_prior_and_a_bad_prior_i
     assert abs(float(z.var()) - 1) < 0.03
     with pytest.raises(ValueError, match="latent_dist must be one of normal, uniform, got 'cauchy'"):
         MLPGenerator(2, [2], latent_dist="cauchy")
+
+
+def test_fourier_features_map_each_sample_before_packing_and_travel_with_the_weights():
+    torch.manual_seed(0)
+    d = MLPDiscriminator([2], hidden=8, layers=1, pack=3, fourier_features=5, fourier_scale=2.0)
+    assert d.net[0].in_features == 2 * 5 * 3  # sin and cos of 5 frequencies, per sample, 3 samples a pack
+    x = torch.randn(6, 2)
+    phase = 2 * torch.pi * (x @ d.fourier.freqs)
+    feats = torch.cat([phase.sin(), phase.cos()], 1)
+    assert torch.allclose(d(x), d.net(feats.reshape(2, -1)).squeeze(1), atol=1e-6)
+    assert "fourier.freqs" in d.state_dict() and not any(p is d.fourier.freqs for p in d.parameters())
+    assert d.fourier.freqs.std().item() == pytest.approx(2.0, rel=0.6)
+    torch.manual_seed(1)
+    e = MLPDiscriminator([2], hidden=8, layers=1, pack=3, fourier_features=5, fourier_scale=2.0)
+    assert not torch.equal(e.fourier.freqs, d.fourier.freqs)
+    e.load_state_dict(d.state_dict())  # a checkpoint restores the frequencies, not only the weights
+    assert torch.equal(e(x), d(x))
+    assert MLPDiscriminator([2], hidden=8, layers=1).fourier is None  # 0 = off: raw coordinates
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"fourier_features": -1}, r"fourier_features=-1: .*integer >= 1"), ({"fourier_features": 2.5}, "fourier_features=2.5"),
+     ({"fourier_features": 4, "fourier_scale": 0.0}, r"fourier_scale=0.0: .*> 0")],
+)
+def test_fourier_features_reject_bad_settings_in_one_line(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MLPDiscriminator([2], **kwargs)
+
+
+def test_fourier_features_let_d_tell_the_grid_from_a_blurred_g_where_raw_coordinates_do_not(capsys):
+    """benchmarks/d_spectral_bias.py in small: 300 steps of D alone against the frozen blur of the recipe's grid runs."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "d_spectral_bias.py"
+    spec = importlib.util.spec_from_file_location("d_spectral_bias", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    raw, _ = bench.train_d("raw", seed=0, steps=300, every=300, scale=1.0, gp=0.03)
+    ff, _ = bench.train_d("ff16", seed=0, steps=300, every=300, scale=1.0, gp=0.03)
+    assert abs(raw[0]) < 0.02 and abs(ff[0]) < 0.02  # untrained: no information
+    assert raw[-1] < 0.05 and ff[-1] > 0.3, (raw, ff)

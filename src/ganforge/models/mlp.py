@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ganforge.models.common import apply_spectral_norm, check_latent_dist, check_pack, pack
@@ -72,9 +73,30 @@ class MLPGenerator(nn.Module):
         return self.net(z).reshape(z.shape[0], *self.out_shape)
 
 
+class FourierFeatures(nn.Module):
+    """x [B, d] -> [sin 2πxW, cos 2πxW] [B, 2 * features], W [d, features] ~ N(0, scale²) drawn once and fixed (a
+    buffer: saved with the weights). Random Fourier features (Tancik et al. 2020): an MLP fed raw low-dimensional
+    coordinates learns high-frequency functions slowly, and a D that must pick out 0.05-wide modes from a blurred G
+    is one (``benchmarks/d_spectral_bias.py``). ``scale`` is in cycles per data unit."""
+
+    def __init__(self, in_features: int, features: int, scale: float) -> None:
+        super().__init__()
+        if isinstance(features, bool) or int(features) != features or features < 1:
+            raise ValueError(f"fourier_features={features}: the number of random frequencies, an integer >= 1 (0 = off)")
+        if not math.isfinite(float(scale)) or float(scale) <= 0:
+            raise ValueError(f"fourier_scale={scale}: the frequencies' std in cycles per data unit, a number > 0")
+        self.register_buffer("freqs", torch.randn(int(in_features), int(features)) * float(scale))
+        self.out_features = 2 * int(features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        phase = (2 * math.pi) * (x @ self.freqs)
+        return torch.cat([phase.sin(), phase.cos()], dim=-1)
+
+
 class MLPDiscriminator(nn.Module):
     """x [B, *in_shape] -> logits [B // pack]; LeakyReLU(0.2) hidden layers, or maxout units of
-    ``maxout`` pieces each (PacGAN's toy D: 3 layers of 200 units x 5 pieces)."""
+    ``maxout`` pieces each (PacGAN's toy D: 3 layers of 200 units x 5 pieces). With ``fourier_features=F`` each
+    sample is first mapped to 2F random Fourier features (:class:`FourierFeatures`), then packed."""
 
     def __init__(
         self,
@@ -85,12 +107,15 @@ class MLPDiscriminator(nn.Module):
         spectral_norm: bool = False,
         maxout: int = 1,
         init_std: float | None = None,
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.pack = check_pack(pack)
+        self.fourier = FourierFeatures(_flat_dim(self.in_shape), fourier_features, fourier_scale) if fourier_features else None
         blocks: list[nn.Module] = []
-        width = _flat_dim(self.in_shape) * self.pack
+        width = (self.fourier.out_features if self.fourier is not None else _flat_dim(self.in_shape)) * self.pack
         for _ in range(layers):
             blocks += [Maxout(width, hidden, maxout)] if maxout > 1 else [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
             width = hidden
@@ -101,4 +126,7 @@ class MLPDiscriminator(nn.Module):
             apply_spectral_norm(self.net)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(pack(x.reshape(x.shape[0], -1), self.pack)).squeeze(1)
+        x = x.reshape(x.shape[0], -1)
+        if self.fourier is not None:
+            x = self.fourier(x)
+        return self.net(pack(x, self.pack)).squeeze(1)
