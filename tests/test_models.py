@@ -99,7 +99,8 @@ def test_fourier_features_map_each_sample_before_packing_and_travel_with_the_wei
     feats = torch.cat([phase.sin(), phase.cos()], 1)
     assert torch.allclose(d(x), d.net(feats.reshape(2, -1)).squeeze(1), atol=1e-6)
     assert "fourier.freqs" in d.state_dict() and not any(p is d.fourier.freqs for p in d.parameters())
-    assert d.fourier.freqs.std().item() == pytest.approx(2.0, rel=0.6)
+    wide = MLPDiscriminator([2], hidden=8, layers=1, fourier_features=2000, fourier_scale=2.0)
+    assert wide.fourier.freqs.std().item() == pytest.approx(2.0, rel=0.05)  # N(0, scale^2), cycles per unit
     torch.manual_seed(1)
     e = MLPDiscriminator([2], hidden=8, layers=1, pack=3, fourier_features=5, fourier_scale=2.0)
     assert not torch.equal(e.fourier.freqs, d.fourier.freqs)
