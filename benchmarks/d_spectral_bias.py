@@ -19,16 +19,14 @@ Arms: ``raw`` (the recipe's D, raw coordinates), ``ffF`` (F random Fourier featu
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ganforge.data.toy import Grid25DataModule
-from ganforge.losses import gradient_penalty
+from ganforge.losses import bce_d_loss, gradient_penalty, jsd_from_d_loss
 from ganforge.models import MLPDiscriminator
 
 PACK, PACKED_BATCH, HALF_SIDE = 6, 128, 4.6
@@ -48,8 +46,7 @@ def make_d(arm: str, scale: float) -> MLPDiscriminator:
 
 def jsd_estimate(d: MLPDiscriminator, real: torch.Tensor, fake: torch.Tensor) -> float:
     with torch.no_grad():
-        v = F.logsigmoid(d(real)).mean() + F.logsigmoid(-d(fake)).mean()
-    return (v.item() + math.log(4)) / 2
+        return jsd_from_d_loss(bce_d_loss(d(real), d(fake))).item()
 
 
 def train_d(arm: str, seed: int, steps: int, every: int, scale: float, gp: float) -> tuple[list[float], float]:
@@ -69,7 +66,7 @@ def train_d(arm: str, seed: int, steps: int, every: int, scale: float, gp: float
             break
         real = data.sample(PACKED_BATCH * PACK, g)[0]
         fake = blurred_g(PACKED_BATCH * PACK, g)
-        loss = F.softplus(-d(real)).mean() + F.softplus(d(fake)).mean()
+        loss = bce_d_loss(d(real), d(fake))
         if gp:
             loss = loss + gp * gradient_penalty(d, real, fake, generator=g, center=0.0)
         opt.zero_grad(set_to_none=True)
